@@ -1,0 +1,836 @@
+// Package websocket implements the WebSocket protocol (RFC 6455), with
+// permessage-deflate compression (RFC 7692), for servers and clients.
+//
+// A server upgrades an HTTP request with [Accept]:
+//
+//	http.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
+//		c, err := websocket.Accept(w, r, nil)
+//		if err != nil {
+//			return // Accept has answered the request with an HTTP error.
+//		}
+//		defer c.CloseNow()
+//		for {
+//			typ, msg, err := c.Read(r.Context())
+//			if err != nil {
+//				return
+//			}
+//			if err := c.Write(r.Context(), typ, msg); err != nil {
+//				return
+//			}
+//		}
+//	})
+//
+// A client connects with [Dial]:
+//
+//	c, _, err := websocket.Dial(ctx, "ws://127.0.0.1:8080/echo", nil)
+//	if err != nil {
+//		return err
+//	}
+//	defer c.CloseNow()
+//	if err := c.Write(ctx, websocket.MessageText, []byte("hello")); err != nil {
+//		return err
+//	}
+//	_, reply, err := c.Read(ctx)
+//	...
+//	return c.Close(websocket.StatusNormalClosure, "done")
+//
+// Start with [Conn]: [Conn.Read] and [Conn.Write] move whole messages,
+// [Conn.Reader] and [Conn.Writer] stream them. The frame codec underneath
+// ([Header], [DecodeHeader], [AppendHeader], [Mask]) is exported for callers
+// who run their own event loops.
+//
+// # Concurrency
+//
+// One goroutine may read at a time, and any number may write at once: whole
+// messages from concurrent writers never interleave, while pings, pongs and
+// the Close frame may be sent between the fragments of a streamed message
+// (§5.4). [Conn.Close], [Conn.CloseNow] and [Conn.Ping] are safe from any
+// goroutine.
+//
+// You must keep reading: pings are answered, pongs delivered and the peer's
+// Close frame seen only while a goroutine reads. An application that only
+// writes should still run a loop that reads and discards.
+//
+// # Contexts and deadlines
+//
+// Every blocking call takes a [context.Context]. A context that is done while
+// a call waits for the next message, or for its turn to write, ends that call
+// and leaves the connection usable. Reads never corrupt the connection: a
+// read cut short mid-message leaves the rest of that message to be skipped
+// by the next [Conn.Reader] or [Conn.Read]. A write cut short mid-frame has
+// sent a partial frame, so the connection is closed.
+//
+// # Closing
+//
+// [Conn.Close] performs the closing handshake; [Conn.CloseNow] just closes the
+// TCP connection. When the peer closes, reads return a [CloseError]; when the
+// connection fails, reads return an error for which [CloseStatus] tells the
+// status (1002 for a protocol violation, 1006 for a broken connection …).
+package websocket
+
+import (
+	"compress/flate"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// MessageType is the type of a data message: text or binary (§5.6).
+type MessageType int
+
+// The data message types.
+const (
+	MessageText   MessageType = MessageType(OpText)
+	MessageBinary MessageType = MessageType(OpBinary)
+)
+
+func (t MessageType) String() string {
+	switch t {
+	case MessageText:
+		return "text"
+	case MessageBinary:
+		return "binary"
+	}
+	return fmt.Sprintf("MessageType(%d)", int(t))
+}
+
+// DefaultReadLimit is the largest message a connection accepts unless
+// [Conn.SetReadLimit] says otherwise: 1 MiB. A larger message fails the
+// connection with status 1009 (message too big).
+const DefaultReadLimit = 1 << 20
+
+// Conn is a WebSocket connection, from [Accept] on a server or [Dial] on a
+// client. See the package documentation for which methods may be called
+// concurrently, how contexts apply and how a connection closes.
+//
+// An idle Conn holds no read or write buffer: buffers are taken from shared
+// pools while a message is in flight and returned after.
+type Conn struct {
+	nc          net.Conn
+	server      bool
+	subprotocol string
+	ext         extensions
+	flate       *flateState // nil unless permessage-deflate was negotiated
+	noCompress  atomic.Bool
+
+	// The read side. readLock admits one reader at a time; rd, in and the
+	// message reader belong to its holder.
+	readLock     chanLock
+	readDeadline deadline
+	in           readBuffer
+	rd           readState
+	reader       messageReader
+	readLimit    atomic.Int64
+	ctrl         [maxControlPayload]byte
+
+	// The write side. msgLock is held for a whole message, frameLock for
+	// one frame, so that control frames can go between fragments.
+	msgLock       chanLock
+	frameLock     chanLock
+	writeDeadline deadline
+	writeErr      error // set when a frame was cut short; guarded by frameLock
+	closeSent     bool  // guarded by frameLock
+	writer        messageWriter
+	iov           [2][]byte
+
+	onPing, onPong func(payload []byte)
+	onClose        func(code StatusCode, reason string)
+
+	pingMu  sync.Mutex
+	pingSeq uint64
+	pings   map[uint64]chan struct{}
+
+	closeOnce         sync.Once
+	closed            chan struct{} // closed with the TCP connection
+	closeReceivedOnce sync.Once
+	closeReceived     chan struct{} // closed when the peer's Close frame arrived
+}
+
+// readState is where the reader is in the stream of frames.
+type readState struct {
+	frame      Header // the current data frame
+	frameLeft  int64  // unread payload bytes of the current frame
+	maskKey    uint32 // the current frame's masking key, rotated to the read position
+	inMessage  bool   // a data message has started and is not fully read
+	msgType    MessageType
+	compressed bool  // the current message has RSV1 set (RFC 7692)
+	msgBytes   int64 // bytes of the current message delivered so far
+	utf8       utf8Validator
+	err        error // how the read side ended; sticky
+}
+
+// newConn makes a Conn on nc, which has completed the opening handshake.
+// buffered holds bytes already read from nc past the handshake.
+func newConn(nc net.Conn, server bool, buffered []byte, subprotocol string, ext extensions) *Conn {
+	c := &Conn{
+		nc:            nc,
+		server:        server,
+		subprotocol:   subprotocol,
+		ext:           ext,
+		readLock:      newChanLock(),
+		msgLock:       newChanLock(),
+		frameLock:     newChanLock(),
+		closed:        make(chan struct{}),
+		closeReceived: make(chan struct{}),
+	}
+	c.readDeadline.init(nc.SetReadDeadline)
+	c.writeDeadline.init(nc.SetWriteDeadline)
+	c.in.init(nc, buffered)
+	if ext.deflate != nil {
+		c.flate = &flateState{}
+	}
+	c.reader.c = c
+	c.writer.c = c
+	c.readLimit.Store(DefaultReadLimit)
+	return c
+}
+
+// Subprotocol returns the subprotocol the opening handshake agreed on, or ""
+// if none.
+func (c *Conn) Subprotocol() string { return c.subprotocol }
+
+// NetConn returns the underlying connection. Reading from or writing to it
+// directly corrupts the WebSocket stream; it is meant for inspection (for
+// example a [crypto/tls.Conn]'s state) and socket options.
+func (c *Conn) NetConn() net.Conn { return c.nc }
+
+// LocalAddr returns the local network address.
+func (c *Conn) LocalAddr() net.Addr { return c.nc.LocalAddr() }
+
+// RemoteAddr returns the remote network address.
+func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
+
+// SetReadLimit sets the largest message, in bytes, that reads accept; a
+// larger message fails the connection with status 1009 (message too big).
+// For a compressed message the limit applies to its decompressed size. The
+// default is [DefaultReadLimit]. It is safe to call at any time; a message
+// already being read is held to the limit in force when its frames arrive.
+func (c *Conn) SetReadLimit(n int64) { c.readLimit.Store(n) }
+
+// SetReadDeadline sets an absolute time after which reads fail, as
+// [net.Conn.SetReadDeadline] does; the zero time means none. A context
+// passed to a read with an earlier deadline takes precedence for that call.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.readDeadline.setUser(t) }
+
+// SetWriteDeadline sets an absolute time after which writes fail, as
+// [net.Conn.SetWriteDeadline] does; the zero time means none. A write that
+// times out mid-frame closes the connection.
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.writeDeadline.setUser(t) }
+
+// OnPing sets a function to call with the payload of every ping that
+// arrives, before the pong that answers it is sent (pings are always
+// answered). OnPong does the same for pongs, and OnClose for the peer's Close
+// frame. They run on the reading goroutine and must not block for long; set
+// them before reading starts.
+func (c *Conn) OnPing(f func(payload []byte)) { c.onPing = f }
+
+// OnPong sets a function to call with the payload of every pong that
+// arrives. See [Conn.OnPing].
+func (c *Conn) OnPong(f func(payload []byte)) { c.onPong = f }
+
+// OnClose sets a function to call with the code and reason of the peer's
+// Close frame when it arrives, before it is answered. See [Conn.OnPing].
+func (c *Conn) OnClose(f func(code StatusCode, reason string)) { c.onClose = f }
+
+// teardown closes the TCP connection, once.
+func (c *Conn) teardown() {
+	c.closeOnce.Do(func() {
+		close(c.closed)
+		_ = c.nc.Close()
+	})
+}
+
+// Read reads the next data message whole and returns its type and payload
+// in a newly allocated slice. See [Conn.Reader] for what happens to
+// control frames on the way.
+func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
+	if err := c.readLock.lock(ctx, nil); err != nil {
+		return 0, nil, err
+	}
+	defer c.readLock.unlock()
+	stop := c.readDeadline.begin(ctx)
+	defer c.readDeadline.end(stop)
+	typ, err := c.nextMessage(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	// Grow the buffer as the data arrives rather than by the length a peer
+	// claims: the read limit bounds the claim, but many connections
+	// claiming the limit and sending nothing must not cost that much.
+	size := int64(512)
+	if !c.rd.compressed {
+		size = min(max(c.rd.frameLeft, 1), 64<<10)
+	}
+	buf := make([]byte, 0, size)
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := c.reader.read(ctx, buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			return typ, buf, nil
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+	}
+}
+
+// Reader waits for the next data message and returns its type and a reader
+// for its payload, which returns [io.EOF] at the message's end. The reader
+// is valid until the next call to Reader or Read; a message not read to its
+// end is discarded by that call. ctx bounds the wait and every read from the
+// returned reader.
+//
+// While it reads, Reader answers pings with pongs, delivers pongs to
+// [Conn.Ping], and answers the peer's Close frame, after which it returns a
+// [CloseError]. A protocol violation by the peer fails the connection with
+// the status §7.4.1 prescribes, and Reader returns an error saying what the
+// peer did.
+func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
+	// Waiting for the read lock ignores closure: its holder is doing I/O,
+	// which fails promptly once the connection closes.
+	if err := c.readLock.lock(ctx, nil); err != nil {
+		return 0, nil, err
+	}
+	defer c.readLock.unlock()
+	stop := c.readDeadline.begin(ctx)
+	defer c.readDeadline.end(stop)
+	typ, err := c.nextMessage(ctx)
+	if err != nil {
+		return 0, nil, err
+	}
+	c.reader.ctx = ctx
+	return typ, &c.reader, nil
+}
+
+// nextMessage skips what is left of the current message and reads up to the
+// first frame of the next one. The caller holds the read lock.
+func (c *Conn) nextMessage(ctx context.Context) (MessageType, error) {
+	if c.rd.inMessage {
+		if err := c.discardMessage(ctx); err != nil {
+			return 0, err
+		}
+	}
+	h, err := c.nextFrame(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if h.Opcode == OpContinuation {
+		return 0, c.fail(StatusProtocolError, "continuation frame with no message to continue")
+	}
+	c.rd.inMessage = true
+	c.rd.msgType = MessageType(h.Opcode)
+	c.rd.compressed = h.Rsv1
+	c.rd.msgBytes = 0
+	c.rd.utf8 = utf8Validator{}
+	if err := c.startFrame(h); err != nil {
+		return 0, err
+	}
+	return c.rd.msgType, nil
+}
+
+// nextFrame reads frame headers, handling control frames as they come, and
+// returns the header of the next data frame. The caller holds the read lock
+// and has read the previous frame's payload.
+func (c *Conn) nextFrame(ctx context.Context) (Header, error) {
+	for {
+		if c.rd.err != nil {
+			return Header{}, c.rd.err
+		}
+		h, err := c.readHeader(ctx)
+		if err != nil {
+			return Header{}, err
+		}
+		if !h.Opcode.IsControl() {
+			return h, nil
+		}
+		if err := c.handleControl(ctx, h); err != nil {
+			return Header{}, err
+		}
+	}
+}
+
+// readHeader reads and checks the next frame header.
+func (c *Conn) readHeader(ctx context.Context) (Header, error) {
+	if c.in.buffered() == 0 {
+		// Between frames with nothing buffered is where a connection
+		// idles: give the read buffer back while we wait.
+		c.in.release()
+	}
+	if err := c.in.fill(2); err != nil {
+		return Header{}, c.readError(ctx, err)
+	}
+	b := c.in.peek()
+	if err := c.in.fill(headerLen(b[0], b[1])); err != nil {
+		return Header{}, c.readError(ctx, err)
+	}
+	h, n, err := DecodeHeader(c.in.peek())
+	if err != nil {
+		return h, c.fail(StatusProtocolError, err.Error())
+	}
+	c.in.skip(n)
+	if err := checkHeader(h, c.server, c.ext.deflate != nil); err != nil {
+		return h, c.fail(StatusProtocolError, err.Error())
+	}
+	return h, nil
+}
+
+// handleControl reads the payload of a control frame and acts on it.
+func (c *Conn) handleControl(ctx context.Context, h Header) error {
+	payload := c.ctrl[:h.Length]
+	if err := c.in.readFull(payload); err != nil {
+		return c.readError(ctx, err)
+	}
+	if h.Masked {
+		Mask(payload, h.MaskKey)
+	}
+	switch h.Opcode {
+	case OpPing:
+		if c.onPing != nil {
+			c.onPing(payload)
+		}
+		// A pong we cannot send because our Close went first is fine to
+		// drop; any other failure closes the connection and the next
+		// read reports it.
+		_ = c.writeControl(ctx, OpPong, payload)
+	case OpPong:
+		if c.onPong != nil {
+			c.onPong(payload)
+		}
+		c.pongReceived(payload)
+	case OpClose:
+		return c.handleClose(ctx, payload)
+	}
+	return nil
+}
+
+// startFrame makes h the current data frame, checking the read limit.
+func (c *Conn) startFrame(h Header) error {
+	c.rd.frame = h
+	c.rd.frameLeft = h.Length
+	c.rd.maskKey = leUint32(h.MaskKey)
+	if !c.rd.compressed {
+		if limit := c.readLimit.Load(); c.rd.msgBytes+h.Length > limit {
+			return c.fail(StatusMessageTooBig, fmt.Sprintf("message exceeds the read limit of %d bytes", limit))
+		}
+	}
+	return nil
+}
+
+// readPayload reads the raw payload of the current message, frame after
+// frame, and returns io.EOF after its final frame.
+func (c *Conn) readPayload(ctx context.Context, p []byte) (int, error) {
+	for c.rd.frameLeft == 0 {
+		if c.rd.frame.Fin {
+			return 0, io.EOF
+		}
+		h, err := c.nextFrame(ctx)
+		if err != nil {
+			return 0, err
+		}
+		if h.Opcode != OpContinuation {
+			return 0, c.fail(StatusProtocolError, fmt.Sprintf("%v frame started a new message before the last one ended", h.Opcode))
+		}
+		if h.Rsv1 {
+			return 0, c.fail(StatusProtocolError, "continuation frame has RSV1 set")
+		}
+		if err := c.startFrame(h); err != nil {
+			return 0, err
+		}
+	}
+	if int64(len(p)) > c.rd.frameLeft {
+		p = p[:c.rd.frameLeft]
+	}
+	n, err := c.in.read(p, c.rd.frameLeft)
+	if c.rd.frame.Masked {
+		c.rd.maskKey = maskWords(p[:n], c.rd.maskKey)
+	}
+	c.rd.frameLeft -= int64(n)
+	if err != nil {
+		return n, c.readError(ctx, err)
+	}
+	return n, nil
+}
+
+// discardMessage reads and drops the rest of the current message.
+func (c *Conn) discardMessage(ctx context.Context) error {
+	if c.rd.compressed && c.flate.broken {
+		return c.discardCompressed(ctx)
+	}
+	var scratch [512]byte
+	for c.rd.inMessage {
+		if _, err := c.reader.read(ctx, scratch[:]); err != nil && err != io.EOF {
+			return err
+		}
+	}
+	return nil
+}
+
+// readError translates an error from the network into what readers see,
+// recording it when it ends the connection.
+func (c *Conn) readError(ctx context.Context, err error) error {
+	if c.rd.err != nil {
+		return c.rd.err
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return err // the caller's read deadline; the connection is intact
+	}
+	msg := "connection lost"
+	select {
+	case <-c.closed:
+		msg = "connection closed"
+		err = net.ErrClosed
+	default:
+	}
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	c.rd.err = &connError{code: StatusAbnormalClosure, msg: msg, cause: err}
+	c.teardown()
+	return c.rd.err
+}
+
+// messageReader is the reader [Conn.Reader] returns. It lives inside the Conn
+// so that handing it out allocates nothing.
+type messageReader struct {
+	c   *Conn
+	ctx context.Context
+}
+
+// Read reads the message payload, validating text as UTF-8 and applying the
+// read limit to decompressed data.
+func (r *messageReader) Read(p []byte) (int, error) {
+	c := r.c
+	if err := c.readLock.lock(r.ctx, nil); err != nil {
+		return 0, err
+	}
+	defer c.readLock.unlock()
+	if !c.rd.inMessage {
+		if c.rd.err != nil {
+			return 0, c.rd.err
+		}
+		return 0, io.EOF
+	}
+	stop := c.readDeadline.begin(r.ctx)
+	defer c.readDeadline.end(stop)
+	return r.read(r.ctx, p)
+}
+
+// read is Read for a caller that holds the read lock.
+func (r *messageReader) read(ctx context.Context, p []byte) (int, error) {
+	c := r.c
+	var n int
+	var err error
+	if c.rd.compressed {
+		n, err = c.inflate(ctx, p)
+		c.rd.msgBytes += int64(n)
+		if limit := c.readLimit.Load(); c.rd.msgBytes > limit {
+			return 0, c.fail(StatusMessageTooBig, fmt.Sprintf("decompressed message exceeds the read limit of %d bytes", limit))
+		}
+	} else {
+		n, err = c.readPayload(ctx, p)
+		c.rd.msgBytes += int64(n)
+	}
+	if c.rd.msgType == MessageText && !c.rd.utf8.write(p[:n]) {
+		return 0, c.fail(StatusInvalidFramePayloadData, "text message is not valid UTF-8")
+	}
+	if err == io.EOF {
+		if c.rd.msgType == MessageText && !c.rd.utf8.complete() {
+			return 0, c.fail(StatusInvalidFramePayloadData, "text message ends inside a UTF-8 sequence")
+		}
+		c.rd.inMessage = false
+	}
+	return n, err
+}
+
+// Write writes p as one message of type typ. It waits, as long as ctx
+// allows, for a message another goroutine is writing to finish; writes from
+// concurrent goroutines never interleave.
+func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
+	if typ != MessageText && typ != MessageBinary {
+		return fmt.Errorf("websocket: cannot write a message of type %v", typ)
+	}
+	if err := c.msgLock.lock(ctx, c.closed); err != nil {
+		return c.writeLockError(err)
+	}
+	defer c.msgLock.unlock()
+	if c.compressing(len(p)) {
+		return c.writeCompressed(ctx, typ, p)
+	}
+	return c.writeFrame(ctx, Header{Fin: true, Opcode: Opcode(typ)}, p)
+}
+
+// Writer returns a writer for one message of type typ, which is sent in
+// fragments as the caller writes, so a message of any size needs no more
+// memory than a frame. The message ends, and other writers may write, when
+// the writer is closed: always close it. ctx bounds every write to the
+// returned writer.
+func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, error) {
+	if typ != MessageText && typ != MessageBinary {
+		return nil, fmt.Errorf("websocket: cannot write a message of type %v", typ)
+	}
+	if err := c.msgLock.lock(ctx, c.closed); err != nil {
+		return nil, c.writeLockError(err)
+	}
+	c.writer.start(ctx, typ)
+	return &c.writer, nil
+}
+
+// writeLockError says why a writer could not take its turn.
+func (c *Conn) writeLockError(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return errWriteClosed
+	}
+	return err
+}
+
+var errWriteClosed = fmt.Errorf("websocket: write to a closed connection: %w", net.ErrClosed)
+
+// writeControl sends a control frame; it may go between the fragments of a
+// message being streamed.
+func (c *Conn) writeControl(ctx context.Context, op Opcode, payload []byte) error {
+	return c.writeFrame(ctx, Header{Fin: true, Opcode: op}, payload)
+}
+
+// writeFrame writes one frame with payload, masking it on a client. Frames
+// are written whole under frameLock. A Close frame is sent at most once, and
+// nothing after it.
+func (c *Conn) writeFrame(ctx context.Context, h Header, payload []byte) error {
+	if err := c.frameLock.lock(ctx, c.closed); err != nil {
+		return c.writeLockError(err)
+	}
+	defer c.frameLock.unlock()
+	if c.writeErr != nil {
+		return c.writeErr
+	}
+	if c.closeSent {
+		return errWriteClosed
+	}
+	if h.Opcode == OpClose {
+		c.closeSent = true
+	}
+	h.Length = int64(len(payload))
+	if !c.server {
+		h.Masked = true
+		h.MaskKey = newMaskKey()
+	}
+	stop := c.writeDeadline.begin(ctx)
+	n, err := c.writeFrameTo(h, payload)
+	c.writeDeadline.end(stop)
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil {
+		err = ctx.Err()
+	}
+	if n == 0 && isTimeout(err) {
+		// Nothing reached the wire, so the stream is intact and the
+		// connection stays usable.
+		c.closeSent = c.closeSent && h.Opcode != OpClose
+		return err
+	}
+	c.writeErr = &connError{code: StatusAbnormalClosure, msg: "write failed mid-frame; connection closed", cause: err}
+	c.teardown()
+	return c.writeErr
+}
+
+// writeFrameTo puts the frame on the wire and returns how many bytes it
+// wrote. Small frames are copied behind their header into one pooled buffer
+// and written with one call; a large server frame goes out with its payload
+// in place (writev); a large client frame is masked chunk by chunk through
+// the pooled buffer, since the caller's payload must not be modified.
+func (c *Conn) writeFrameTo(h Header, payload []byte) (int, error) {
+	bp := writeBuffers.Get().(*[]byte)
+	defer writeBuffers.Put(bp)
+	buf := AppendHeader((*bp)[:0], h)
+	if !h.Masked {
+		if len(buf)+len(payload) <= cap(buf) {
+			return c.nc.Write(append(buf, payload...))
+		}
+		c.iov = [2][]byte{buf, payload}
+		bufs := net.Buffers(c.iov[:])
+		n, err := bufs.WriteTo(c.nc)
+		c.iov = [2][]byte{}
+		return int(n), err
+	}
+	key := leUint32(h.MaskKey)
+	written := 0
+	for {
+		k := min(len(payload), cap(buf)-len(buf))
+		start := len(buf)
+		buf = append(buf, payload[:k]...)
+		key = maskWords(buf[start:], key)
+		payload = payload[k:]
+		n, err := c.nc.Write(buf)
+		written += n
+		if err != nil || len(payload) == 0 {
+			return written, err
+		}
+		buf = buf[:0]
+	}
+}
+
+// writeBufferSize is the size of the pooled buffers that frames are
+// assembled in, and the fragment size of streamed messages.
+const writeBufferSize = 16 << 10
+
+var writeBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, writeBufferSize)
+	return &b
+}}
+
+// messageWriter is the writer [Conn.Writer] returns. It lives inside the Conn
+// so that handing it out allocates nothing; it exists while its holder has
+// the message lock.
+type messageWriter struct {
+	c        *Conn
+	ctx      context.Context
+	op       Opcode  // of the next frame: the message type, then continuation
+	buf      *[]byte // pooled; the payload of the next frame
+	compress bool
+	fw       *flate.Writer
+	closed   bool
+}
+
+func (w *messageWriter) start(ctx context.Context, typ MessageType) {
+	w.ctx = ctx
+	w.op = Opcode(typ)
+	w.compress = w.c.compressing(-1)
+	w.closed = false
+}
+
+// Write buffers p and sends full frames as the buffer fills; a write larger
+// than the buffer goes out as a frame of its own without being copied.
+func (w *messageWriter) Write(p []byte) (int, error) {
+	if w.closed {
+		return 0, errors.New("websocket: write to a closed message writer")
+	}
+	if w.compress {
+		return w.writeCompressed(p)
+	}
+	return w.writeRaw(p)
+}
+
+// writeRaw buffers payload bytes, flushing full frames.
+func (w *messageWriter) writeRaw(p []byte) (int, error) {
+	written := 0
+	for len(p) > 0 {
+		if w.buf == nil {
+			if len(p) >= writeBufferSize {
+				if err := w.flush(p, false); err != nil {
+					return written, err
+				}
+				return written + len(p), nil
+			}
+			w.buf = writeBuffers.Get().(*[]byte)
+			*w.buf = (*w.buf)[:0]
+		}
+		b := *w.buf
+		k := min(len(p), cap(b)-len(b))
+		*w.buf = append(b, p[:k]...)
+		p = p[k:]
+		written += k
+		if len(*w.buf) == cap(*w.buf) {
+			if err := w.flush(*w.buf, false); err != nil {
+				return written, err
+			}
+			*w.buf = (*w.buf)[:0]
+		}
+	}
+	return written, nil
+}
+
+// flush sends payload as the next frame of the message.
+func (w *messageWriter) flush(payload []byte, fin bool) error {
+	h := Header{Fin: fin, Opcode: w.op}
+	if w.op != OpContinuation {
+		h.Rsv1 = w.compress
+	}
+	err := w.c.writeFrame(w.ctx, h, payload)
+	w.op = OpContinuation
+	return err
+}
+
+// Close sends what is buffered as the message's final frame and lets other
+// writers write.
+func (w *messageWriter) Close() error {
+	if w.closed {
+		return errors.New("websocket: message writer already closed")
+	}
+	w.closed = true
+	defer w.c.msgLock.unlock()
+	var err error
+	if w.compress {
+		err = w.closeCompressed()
+	} else {
+		var payload []byte
+		if w.buf != nil {
+			payload = *w.buf
+		}
+		err = w.flush(payload, true)
+	}
+	if w.buf != nil {
+		writeBuffers.Put(w.buf)
+		w.buf = nil
+	}
+	return err
+}
+
+// Ping sends a ping and waits for the pong that answers it, or for ctx to be
+// done. Pongs are delivered by the goroutine reading from the connection, so
+// one must be reading.
+func (c *Conn) Ping(ctx context.Context) error {
+	c.pingMu.Lock()
+	c.pingSeq++
+	id := c.pingSeq
+	if c.pings == nil {
+		c.pings = make(map[uint64]chan struct{})
+	}
+	pong := make(chan struct{})
+	c.pings[id] = pong
+	c.pingMu.Unlock()
+	defer func() {
+		c.pingMu.Lock()
+		delete(c.pings, id)
+		c.pingMu.Unlock()
+	}()
+	var payload [8]byte
+	putBeUint64(payload[:], id)
+	if err := c.writeControl(ctx, OpPing, payload[:]); err != nil {
+		return err
+	}
+	select {
+	case <-pong:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-c.closed:
+		return fmt.Errorf("websocket: connection closed before the pong arrived: %w", net.ErrClosed)
+	}
+}
+
+// pongReceived wakes the Ping waiting for this pong, if any. A pong nobody
+// waits for (unsolicited, duplicate, late) is ignored, as §5.5.3 allows.
+func (c *Conn) pongReceived(payload []byte) {
+	if len(payload) != 8 {
+		return
+	}
+	id := beUint64(payload)
+	c.pingMu.Lock()
+	if pong, ok := c.pings[id]; ok {
+		close(pong)
+		delete(c.pings, id)
+	}
+	c.pingMu.Unlock()
+}

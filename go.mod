@@ -1,0 +1,3 @@
+module github.com/duplex-go/websocket
+
+go 1.22

@@ -1,0 +1,310 @@
+package websocket
+
+import (
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+)
+
+// acceptGUID is the fixed GUID that RFC 6455 §1.3 appends to the client's key.
+const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// AcceptKey returns the Sec-WebSocket-Accept value that answers the
+// Sec-WebSocket-Key challengeKey: the base64 of the SHA-1 of the key and the
+// fixed GUID (RFC 6455 §4.2.2).
+func AcceptKey(challengeKey string) string {
+	h := sha1.New()
+	h.Write([]byte(challengeKey))
+	h.Write([]byte(acceptGUID))
+	var sum [sha1.Size]byte
+	return base64.StdEncoding.EncodeToString(h.Sum(sum[:0]))
+}
+
+// newChallengeKey returns a fresh Sec-WebSocket-Key: 16 random bytes in
+// base64 (§4.1).
+func newChallengeKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.StdEncoding.EncodeToString(b[:])
+}
+
+// validChallengeKey reports whether key is base64 of exactly 16 bytes.
+func validChallengeKey(key string) bool {
+	if len(key) != 24 {
+		return false
+	}
+	var b [18]byte
+	n, err := base64.StdEncoding.Decode(b[:], []byte(key))
+	return err == nil && n == 16
+}
+
+// headerTokens calls f for each comma-separated token in the values of
+// header name, with optional whitespace trimmed, until f returns false.
+func headerTokens(h http.Header, name string, f func(token string) bool) {
+	for _, v := range h.Values(name) {
+		for v != "" {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
+			if tok = strings.Trim(tok, " \t"); tok != "" && !f(tok) {
+				return
+			}
+		}
+	}
+}
+
+// hasToken reports whether header name lists token, compared
+// case-insensitively as §4.2.1 asks for Upgrade and Connection.
+func hasToken(h http.Header, name, token string) bool {
+	found := false
+	headerTokens(h, name, func(t string) bool {
+		found = strings.EqualFold(t, token)
+		return !found
+	})
+	return found
+}
+
+// HandshakeError reports a failed opening handshake: on a server, a request
+// [Accept] refused (it has answered with Status); on a client, a response
+// [Dial] could not accept.
+type HandshakeError struct {
+	// Status is the HTTP status: the one Accept answered with, or the one
+	// the server answered Dial with (0 if the response never came).
+	Status int
+	// Reason says what was wrong.
+	Reason string
+	// Response is the server's response to Dial, with up to 64 KiB of its
+	// body readable; nil on a server.
+	Response *http.Response
+}
+
+func (e *HandshakeError) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("websocket: handshake failed (HTTP %d): %s", e.Status, e.Reason)
+	}
+	return "websocket: handshake failed: " + e.Reason
+}
+
+// AcceptOptions configures [Accept]. The zero value (or nil) accepts
+// same-origin requests, without subprotocol or compression.
+type AcceptOptions struct {
+	// Subprotocols lists the subprotocols the server speaks, most
+	// preferred first. The first one the client also offers is chosen;
+	// if none is, the handshake goes ahead without one, and the handler
+	// can check [Conn.Subprotocol].
+	Subprotocols []string
+
+	// OriginPatterns lists the hosts, besides the request's own Host, that
+	// browser pages may connect from. A pattern is matched against the
+	// host (with port, if any) of the request's Origin header using
+	// [path.Match], so "*.example.com" and "localhost:*" work. Requests
+	// without Origin (non-browser clients) are always allowed.
+	//
+	// The check protects against cross-site WebSocket hijacking: without
+	// it any web page could open a WebSocket to the server with the
+	// visitor's cookies.
+	OriginPatterns []string
+
+	// InsecureSkipOriginCheck turns the origin check off. Only do this
+	// when the connection carries nothing that a browser's cookies or
+	// credentials would grant.
+	InsecureSkipOriginCheck bool
+
+	// Compression enables permessage-deflate (RFC 7692) when the client
+	// offers it. Nil disables it.
+	Compression *CompressionOptions
+}
+
+// Accept upgrades an HTTP request to a WebSocket connection (RFC 6455 §4.2).
+// It checks the request, answers 101 Switching Protocols and takes over the
+// connection from net/http; bytes the client sent behind the request are
+// kept. The handler must not use w afterwards.
+//
+// On a request it refuses Accept answers with an HTTP error whose body says
+// what was wrong: 405 for a method other than GET, 426 for a missing Upgrade
+// header or an unsupported WebSocket version, 403 for a cross-origin request
+// that [AcceptOptions.OriginPatterns] does not allow, 400 otherwise. It then
+// returns a *[HandshakeError].
+//
+// Headers the handler set on w before calling Accept (cookies, say) are sent
+// with the 101 response. Use the request's context or your own to bound the
+// connection's life; Accept clears the deadlines net/http set on it.
+func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn, error) {
+	if opts == nil {
+		opts = &AcceptOptions{}
+	}
+	if herr := checkUpgradeRequest(r); herr != nil {
+		return nil, refuse(w, herr)
+	}
+	if !opts.InsecureSkipOriginCheck {
+		if herr := checkOrigin(r, opts.OriginPatterns); herr != nil {
+			return nil, refuse(w, herr)
+		}
+	}
+	subprotocol := selectSubprotocol(r.Header, opts.Subprotocols)
+	ext, extHeader := acceptExtensions(r.Header, opts.Compression)
+
+	nc, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, refuse(w, &HandshakeError{Status: http.StatusInternalServerError,
+			Reason: "cannot take over the connection from net/http: " + err.Error()})
+	}
+	// net/http may have set deadlines from its ReadTimeout and
+	// WriteTimeout; they are not meant for a long-lived connection.
+	_ = nc.SetDeadline(time.Time{})
+	var buffered []byte
+	if n := brw.Reader.Buffered(); n > 0 {
+		buffered, _ = brw.Reader.Peek(n)
+	}
+
+	resp := make([]byte, 0, 256)
+	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
+	resp = append(resp, AcceptKey(r.Header.Get("Sec-WebSocket-Key"))...)
+	resp = append(resp, "\r\n"...)
+	if subprotocol != "" {
+		resp = append(resp, "Sec-WebSocket-Protocol: "+subprotocol+"\r\n"...)
+	}
+	if extHeader != "" {
+		resp = append(resp, "Sec-WebSocket-Extensions: "+extHeader+"\r\n"...)
+	}
+	for k, vs := range w.Header() {
+		for _, v := range vs {
+			resp = append(resp, k+": "+sanitizeHeaderValue(v)+"\r\n"...)
+		}
+	}
+	resp = append(resp, "\r\n"...)
+	_ = nc.SetWriteDeadline(time.Now().Add(handshakeWriteTimeout))
+	if _, err := nc.Write(resp); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("websocket: writing the handshake response: %w", err)
+	}
+	_ = nc.SetWriteDeadline(time.Time{})
+	return newConn(nc, true, buffered, subprotocol, ext), nil
+}
+
+// handshakeWriteTimeout bounds writing the 101 response, so that a client
+// that does not read cannot hold a handler forever.
+const handshakeWriteTimeout = 10 * time.Second
+
+// sanitizeHeaderValue keeps a header value from splitting the response.
+func sanitizeHeaderValue(v string) string {
+	return strings.Map(func(r rune) rune {
+		if r == '\r' || r == '\n' {
+			return ' '
+		}
+		return r
+	}, v)
+}
+
+// refuse answers a refused handshake with herr's status and reason.
+func refuse(w http.ResponseWriter, herr *HandshakeError) error {
+	h := w.Header()
+	switch herr.Status {
+	case http.StatusUpgradeRequired:
+		h.Set("Upgrade", "websocket")
+		h.Set("Sec-WebSocket-Version", "13")
+	case http.StatusMethodNotAllowed:
+		h.Set("Allow", http.MethodGet)
+	}
+	http.Error(w, herr.Error(), herr.Status)
+	return herr
+}
+
+// checkUpgradeRequest applies RFC 6455 §4.2.1 to an opening handshake.
+func checkUpgradeRequest(r *http.Request) *HandshakeError {
+	bad := func(status int, format string, args ...any) *HandshakeError {
+		return &HandshakeError{Status: status, Reason: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case !r.ProtoAtLeast(1, 1):
+		return bad(http.StatusBadRequest, "WebSocket needs HTTP/1.1 or later, the request is %s", r.Proto)
+	case r.Method != http.MethodGet:
+		return bad(http.StatusMethodNotAllowed, "WebSocket handshake must be a GET request, not %s", r.Method)
+	case !hasToken(r.Header, "Upgrade", "websocket"):
+		return bad(http.StatusUpgradeRequired, "this endpoint speaks WebSocket: the Upgrade header must contain \"websocket\"")
+	case !hasToken(r.Header, "Connection", "upgrade"):
+		return bad(http.StatusBadRequest, "the Connection header must contain \"upgrade\", it is %q", r.Header.Get("Connection"))
+	}
+	if v := r.Header.Values("Sec-WebSocket-Version"); len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
+		return bad(http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version %q; this server speaks version 13", strings.Join(v, ", "))
+	}
+	if k := r.Header.Values("Sec-WebSocket-Key"); len(k) != 1 || !validChallengeKey(k[0]) {
+		return bad(http.StatusBadRequest, "Sec-WebSocket-Key must be the base64 of 16 bytes, it is %q", strings.Join(k, ", "))
+	}
+	return nil
+}
+
+// checkOrigin applies the same-origin policy to a browser's request: the
+// Origin header's host must be the request's Host or match one of patterns.
+func checkOrigin(r *http.Request, patterns []string) *HandshakeError {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return &HandshakeError{Status: http.StatusForbidden,
+			Reason: fmt.Sprintf("Origin %q is not a URL with a host", origin)}
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return nil
+	}
+	host := strings.ToLower(u.Host)
+	for _, p := range patterns {
+		ok, err := path.Match(strings.ToLower(p), host)
+		if err != nil {
+			return &HandshakeError{Status: http.StatusInternalServerError,
+				Reason: fmt.Sprintf("origin pattern %q is malformed: %v", p, err)}
+		}
+		if ok {
+			return nil
+		}
+	}
+	return &HandshakeError{Status: http.StatusForbidden, Reason: fmt.Sprintf(
+		"a page from %q may not open a WebSocket to %q (cross-origin request; the server can allow it in AcceptOptions.OriginPatterns)",
+		origin, r.Host)}
+}
+
+// selectSubprotocol returns the first of the server's subprotocols that the
+// client offers, or "".
+func selectSubprotocol(h http.Header, server []string) string {
+	for _, s := range server {
+		if hasTokenExact(h, "Sec-WebSocket-Protocol", s) {
+			return s
+		}
+	}
+	return ""
+}
+
+// hasTokenExact is hasToken with a case-sensitive comparison: subprotocol
+// names are case-sensitive (§4.1).
+func hasTokenExact(h http.Header, name, token string) bool {
+	found := false
+	headerTokens(h, name, func(t string) bool {
+		found = t == token
+		return !found
+	})
+	return found
+}
+
+// hostPort returns u's host with the port its scheme implies when it has
+// none.
+func hostPort(u *url.URL) string {
+	if u.Port() != "" {
+		return u.Host
+	}
+	port := "80"
+	if u.Scheme == "wss" || u.Scheme == "https" {
+		port = "443"
+	}
+	return net.JoinHostPort(u.Hostname(), port)
+}
+
+var errBadScheme = errors.New("websocket: URL scheme must be ws or wss")

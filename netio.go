@@ -1,0 +1,267 @@
+package websocket
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// This file holds how a Conn does I/O on its net.Conn: a read buffer that
+// is given back while the connection idles, deadlines driven by contexts,
+// and locks that give up when a context is done.
+
+// smallReadSize is the read buffer a connection keeps of its own: enough for
+// a header and a short message. A read that fills it shows a busy
+// connection, which borrows a large pooled buffer until it idles again.
+const (
+	smallReadSize  = 128
+	readBufferSize = 16 << 10
+)
+
+var readBuffers = sync.Pool{New: func() any {
+	b := make([]byte, readBufferSize)
+	return &b
+}}
+
+// readBuffer is a bufio.Reader that can shrink: it reads into a small array
+// inside the Conn and borrows a large buffer from a pool only while data
+// arrives faster than the small one holds.
+type readBuffer struct {
+	src   io.Reader
+	buf   []byte // small[:] or *big; the data is buf[r:w]
+	r, w  int
+	big   *[]byte
+	small [smallReadSize]byte
+}
+
+// init starts the buffer with bytes already read from src.
+func (b *readBuffer) init(src io.Reader, buffered []byte) {
+	b.src = src
+	b.buf = b.small[:]
+	if len(buffered) > len(b.buf) {
+		b.borrow()
+	}
+	b.w = copy(b.buf, buffered)
+}
+
+func (b *readBuffer) buffered() int { return b.w - b.r }
+func (b *readBuffer) peek() []byte  { return b.buf[b.r:b.w] }
+func (b *readBuffer) skip(n int)    { b.r += n }
+
+// borrow moves the buffered data into a large pooled buffer.
+func (b *readBuffer) borrow() {
+	if b.big != nil {
+		return
+	}
+	b.big = readBuffers.Get().(*[]byte)
+	n := copy(*b.big, b.buf[b.r:b.w])
+	b.buf, b.r, b.w = *b.big, 0, n
+}
+
+// release gives the large buffer back to the pool if nothing is buffered.
+func (b *readBuffer) release() {
+	if b.r != b.w {
+		return
+	}
+	b.r, b.w = 0, 0
+	if b.big != nil {
+		readBuffers.Put(b.big)
+		b.big = nil
+		b.buf = b.small[:]
+	}
+}
+
+// fill reads until at least n bytes are buffered; n must not exceed
+// smallReadSize. Bytes read before an error stay buffered, so a fill cut
+// short by a deadline can be resumed.
+func (b *readBuffer) fill(n int) error {
+	for b.w-b.r < n {
+		if b.r > 0 && len(b.buf)-b.r < n {
+			b.w = copy(b.buf, b.buf[b.r:b.w])
+			b.r = 0
+		}
+		room := len(b.buf) - b.w
+		m, err := b.src.Read(b.buf[b.w:])
+		b.w += m
+		if m == room && b.big == nil {
+			b.borrow()
+		}
+		if err != nil {
+			if b.w-b.r >= n {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// read reads up to len(p) bytes into p, all of them from one frame whose
+// unread payload is frameLeft bytes. A read as large as the buffer goes
+// straight into p.
+func (b *readBuffer) read(p []byte, frameLeft int64) (int, error) {
+	if b.r < b.w {
+		n := copy(p, b.buf[b.r:b.w])
+		b.r += n
+		return n, nil
+	}
+	if len(p) >= len(b.buf) {
+		return b.src.Read(p)
+	}
+	if frameLeft > int64(len(b.buf)) {
+		b.borrow()
+	}
+	b.r, b.w = 0, 0
+	m, err := b.src.Read(b.buf)
+	b.w = m
+	n := copy(p, b.buf[:m])
+	b.r = n
+	if n > 0 {
+		err = nil
+	}
+	return n, err
+}
+
+// readFull reads exactly len(p) bytes into p.
+func (b *readBuffer) readFull(p []byte) error {
+	for len(p) > 0 {
+		n, err := b.read(p, int64(len(p)))
+		p = p[n:]
+		if err != nil {
+			if err == io.EOF && len(p) > 0 {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// discardAll reads and drops everything until src fails (at EOF, or at the
+// deadline the caller set).
+func (b *readBuffer) discardAll() {
+	b.r, b.w = 0, 0
+	for {
+		if _, err := b.src.Read(b.buf); err != nil {
+			return
+		}
+	}
+}
+
+// aLongTimeAgo is a deadline in the past, which unblocks I/O at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// deadline combines a deadline the caller set on the Conn with the contexts
+// of individual operations, for one direction of the net.Conn. An operation
+// calls begin before its I/O and end after it.
+type deadline struct {
+	set    func(time.Time) error
+	expire func()
+
+	mu      sync.Mutex
+	user    time.Time // from SetReadDeadline or SetWriteDeadline
+	applied time.Time // what the net.Conn has now
+	armed   bool      // an operation is under way
+}
+
+func (d *deadline) init(set func(time.Time) error) {
+	d.set = set
+	d.expire = func() {
+		d.mu.Lock()
+		if d.armed {
+			_ = d.set(aLongTimeAgo)
+			d.applied = aLongTimeAgo
+		}
+		d.mu.Unlock()
+	}
+}
+
+func (d *deadline) setUser(t time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.user, d.applied = t, t
+	return d.set(t)
+}
+
+// begin applies the earlier of the caller's deadline and ctx's, and arranges
+// for a cancelled ctx to unblock the I/O by moving the deadline into the
+// past, as net/http and crypto/tls do. The net.Conn deadline is only touched
+// when it changes, so steady-state I/O with a background context costs
+// nothing here.
+func (d *deadline) begin(ctx context.Context) (stop func() bool) {
+	d.mu.Lock()
+	t := d.user
+	if dl, ok := ctx.Deadline(); ok && (t.IsZero() || dl.Before(t)) {
+		t = dl
+	}
+	if !t.Equal(d.applied) {
+		_ = d.set(t)
+		d.applied = t
+	}
+	d.armed = true
+	d.mu.Unlock()
+	if ctx.Done() == nil {
+		return nil
+	}
+	return context.AfterFunc(ctx, d.expire)
+}
+
+// end disarms what begin set up. A cancellation that fires after end does
+// not touch the net.Conn.
+func (d *deadline) end(stop func() bool) {
+	if stop != nil {
+		stop()
+	}
+	d.mu.Lock()
+	d.armed = false
+	d.mu.Unlock()
+}
+
+// isTimeout reports whether err means that a deadline or context ended an
+// operation, rather than that the connection failed.
+func isTimeout(err error) bool {
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// chanLock is a mutex whose lock gives up when a context is done.
+type chanLock chan struct{}
+
+func newChanLock() chanLock { return make(chanLock, 1) }
+
+// lock takes the lock, or fails when ctx is done or closed is closed
+// (closed may be nil).
+func (l chanLock) lock(ctx context.Context, closed <-chan struct{}) error {
+	select {
+	case l <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case l <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-closed:
+		return net.ErrClosed
+	}
+}
+
+func (l chanLock) tryLock() bool {
+	select {
+	case l <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (l chanLock) unlock() { <-l }
+
+func leUint32(b [4]byte) uint32      { return binary.LittleEndian.Uint32(b[:]) }
+func beUint64(b []byte) uint64       { return binary.BigEndian.Uint64(b) }
+func putBeUint64(b []byte, v uint64) { binary.BigEndian.PutUint64(b, v) }
