@@ -240,11 +240,12 @@ func (c *Conn) awaitPeerClose(ctx context.Context) error {
 		defer c.readLock.unlock()
 		stop := c.readDeadline.begin(ctx)
 		defer c.readDeadline.end(stop)
+		// Data messages still arriving are read and dropped: once we
+		// have sent Close, the application is done with them.
 		for c.rd.err == nil {
-			if _, err := c.nextFrame(ctx); err != nil {
+			if _, err := c.nextMessage(ctx); err != nil {
 				break
 			}
-			c.discardMessage(ctx)
 		}
 		return c.closeResult(ctx)
 	}

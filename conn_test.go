@@ -21,23 +21,37 @@ import (
 	"github.com/duplex-go/websocket"
 )
 
-// TestMain fails the run if goroutines are left behind once every test has
-// closed its connections and servers.
+// TestMain fails the run if goroutines running this package's code are left
+// behind once every test has closed its connections and servers.
 func TestMain(m *testing.M) {
-	base := runtime.NumGoroutine()
 	code := m.Run()
 	if code == 0 {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
+		var leaked []string
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if leaked = leakedGoroutines(); len(leaked) == 0 {
+				break
+			}
 		}
-		if n := runtime.NumGoroutine(); n > base {
-			buf := make([]byte, 1<<20)
-			fmt.Fprintf(os.Stderr, "goroutine leak: %d running, %d at start\n%s\n", n, base, buf[:runtime.Stack(buf, true)])
+		if len(leaked) > 0 {
+			fmt.Fprintf(os.Stderr, "goroutine leak: %d goroutines still run this package's code:\n\n%s\n", len(leaked), strings.Join(leaked, "\n\n"))
 			code = 1
 		}
 	}
 	os.Exit(code)
+}
+
+// leakedGoroutines returns the stacks of goroutines, other than this one,
+// that are in code of this module.
+func leakedGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var leaked []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "duplex-go/websocket") && !strings.Contains(g, "TestMain") {
+			leaked = append(leaked, g)
+		}
+	}
+	return leaked
 }
 
 func testContext(t *testing.T) context.Context {
@@ -760,4 +774,57 @@ func ExampleCloseStatus() {
 	// Output:
 	// 1001 (going away)
 	// -1
+}
+
+// Close with no goroutine reading reads past unread messages, however far
+// along, to the peer's Close frame.
+func TestCloseSkipsUnreadMessages(t *testing.T) {
+	for _, size := range []int{6, 70000} {
+		url := startServer(t, func(w http.ResponseWriter, r *http.Request) {
+			c, err := websocket.Accept(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer c.CloseNow()
+			c.Write(r.Context(), websocket.MessageBinary, make([]byte, size))
+			c.Write(r.Context(), websocket.MessageText, []byte("unread"))
+			c.Read(r.Context())
+		})
+		ctx := testContext(t)
+		c, _, err := websocket.Dial(ctx, url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if size > 1000 {
+			// Leave the first message half read.
+			_, r, err := c.Reader(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.ReadFull(r, make([]byte, 100))
+		}
+		if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+			t.Fatalf("size %d: Close: %v", size, err)
+		}
+	}
+}
+
+// A read ended by its context's deadline reports context.DeadlineExceeded,
+// even when the socket deadline fires before the context marks itself done.
+func TestReadDeadlineReportsContextError(t *testing.T) {
+	url := startServer(t, echoHandler(t, nil, 0, nil))
+	ctx := testContext(t)
+	c, _, err := websocket.Dial(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	for i := 0; i < 100; i++ {
+		short, cancel := context.WithTimeout(ctx, time.Millisecond)
+		_, _, err := c.Read(short)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("read %d: %v, want context.DeadlineExceeded", i, err)
+		}
+	}
 }
