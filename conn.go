@@ -139,6 +139,8 @@ type Conn struct {
 	writer        messageWriter
 	iov           [2][]byte
 
+	keepAlive keepAlive
+
 	onPing, onPong func(payload []byte)
 	onClose        func(code StatusCode, reason string)
 
@@ -243,6 +245,7 @@ func (c *Conn) teardown() {
 	c.closeOnce.Do(func() {
 		close(c.closed)
 		_ = c.nc.Close()
+		c.stopKeepAlive()
 	})
 }
 
@@ -309,6 +312,23 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 	}
 	c.reader.ctx = ctx
 	return typ, &c.reader, nil
+}
+
+// CloseRead starts a goroutine that reads from the connection on behalf of
+// an application that only writes, so that pings are answered and the
+// peer's Close frame is seen. A data message from the peer fails the
+// connection with [StatusPolicyViolation]. The returned context is done
+// when the goroutine ends: when the connection closes, or when ctx is done,
+// which leaves the connection open and readable again.
+func (c *Conn) CloseRead(ctx context.Context) context.Context {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		defer cancel()
+		if _, _, err := c.Reader(ctx); err == nil {
+			_ = c.Close(StatusPolicyViolation, "this endpoint does not read data messages")
+		}
+	}()
+	return ctx
 }
 
 // nextMessage skips what is left of the current message and reads up to the
@@ -402,6 +422,7 @@ func (c *Conn) handleControl(ctx context.Context, h Header) error {
 		// read reports it.
 		_ = c.writeControl(ctx, OpPong, payload)
 	case OpPong:
+		c.keepAlive.awaiting.Store(false)
 		if c.onPong != nil {
 			c.onPong(payload)
 		}
@@ -481,16 +502,19 @@ func (c *Conn) readError(ctx context.Context, err error) error {
 		return c.rd.err
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return err // the caller's read deadline; the connection is intact
+		// A context or the caller's read deadline; the connection is
+		// intact.
+		return contextError(ctx, err)
 	}
 	msg := "connection lost"
 	select {
 	case <-c.closed:
 		msg = "connection closed"
 		err = net.ErrClosed
+		if kerr := c.keepAliveError(); kerr != nil {
+			msg = "connection closed by keepalive"
+			err = kerr
+		}
 	default:
 	}
 	if err == io.EOF {
@@ -607,6 +631,12 @@ func (c *Conn) writeControl(ctx context.Context, op Opcode, payload []byte) erro
 // are written whole under frameLock. A Close frame is sent at most once, and
 // nothing after it.
 func (c *Conn) writeFrame(ctx context.Context, h Header, payload []byte) error {
+	return c.writeWire(ctx, h, payload, nil)
+}
+
+// writeWire is writeFrame for a frame that may come already framed: a
+// server writes wire, when not nil, as it is (see [PreparedMessage]).
+func (c *Conn) writeWire(ctx context.Context, h Header, payload, wire []byte) error {
 	if err := c.frameLock.lock(ctx, c.closed); err != nil {
 		return c.writeLockError(err)
 	}
@@ -624,16 +654,21 @@ func (c *Conn) writeFrame(ctx context.Context, h Header, payload []byte) error {
 	if !c.server {
 		h.Masked = true
 		h.MaskKey = newMaskKey()
+		wire = nil
 	}
 	stop := c.writeDeadline.begin(ctx)
-	n, err := c.writeFrameTo(h, payload)
+	var n int
+	var err error
+	if wire != nil {
+		n, err = c.nc.Write(wire)
+	} else {
+		n, err = c.writeFrameTo(h, payload)
+	}
 	c.writeDeadline.end(stop)
 	if err == nil {
 		return nil
 	}
-	if errors.Is(err, os.ErrDeadlineExceeded) && ctx.Err() != nil {
-		err = ctx.Err()
-	}
+	err = contextError(ctx, err)
 	if n == 0 && isTimeout(err) {
 		// Nothing reached the wire, so the stream is intact and the
 		// connection stays usable.

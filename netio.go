@@ -160,26 +160,16 @@ var aLongTimeAgo = time.Unix(1, 0)
 // of individual operations, for one direction of the net.Conn. An operation
 // calls begin before its I/O and end after it.
 type deadline struct {
-	set    func(time.Time) error
-	expire func()
+	set func(time.Time) error
 
 	mu      sync.Mutex
 	user    time.Time // from SetReadDeadline or SetWriteDeadline
 	applied time.Time // what the net.Conn has now
 	armed   bool      // an operation is under way
+	op      uint64    // counts operations, so a late cancellation finds its own
 }
 
-func (d *deadline) init(set func(time.Time) error) {
-	d.set = set
-	d.expire = func() {
-		d.mu.Lock()
-		if d.armed {
-			_ = d.set(aLongTimeAgo)
-			d.applied = aLongTimeAgo
-		}
-		d.mu.Unlock()
-	}
-}
+func (d *deadline) init(set func(time.Time) error) { d.set = set }
 
 func (d *deadline) setUser(t time.Time) error {
 	d.mu.Lock()
@@ -204,11 +194,21 @@ func (d *deadline) begin(ctx context.Context) (stop func() bool) {
 		d.applied = t
 	}
 	d.armed = true
+	d.op++
+	op := d.op
 	d.mu.Unlock()
 	if ctx.Done() == nil {
 		return nil
 	}
-	return context.AfterFunc(ctx, d.expire)
+	return context.AfterFunc(ctx, func() {
+		d.mu.Lock()
+		// The operation this was for may be over, and another begun.
+		if d.armed && d.op == op {
+			_ = d.set(aLongTimeAgo)
+			d.applied = aLongTimeAgo
+		}
+		d.mu.Unlock()
+	})
 }
 
 // end disarms what begin set up. A cancellation that fires after end does
@@ -220,6 +220,23 @@ func (d *deadline) end(stop func() bool) {
 	d.mu.Lock()
 	d.armed = false
 	d.mu.Unlock()
+}
+
+// contextError returns the context's error for an I/O error that the
+// context's deadline or cancellation caused, and err itself otherwise. The
+// socket deadline taken from a context can fire a moment before the context
+// marks itself done, so a passed deadline counts too.
+func contextError(ctx context.Context, err error) error {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		return context.DeadlineExceeded
+	}
+	return err
 }
 
 // isTimeout reports whether err means that a deadline or context ended an
