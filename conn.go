@@ -486,9 +486,13 @@ func (c *Conn) discardMessage(ctx context.Context) error {
 	if c.rd.compressed && c.flate.broken {
 		return c.discardCompressed(ctx)
 	}
-	var scratch [512]byte
+	// A stack array would escape through the io.Reader beneath; a pooled
+	// buffer keeps skipping free of allocations.
+	bp := writeBuffers.Get().(*[]byte)
+	defer writeBuffers.Put(bp)
+	scratch := (*bp)[:cap(*bp)]
 	for c.rd.inMessage {
-		if _, err := c.reader.read(ctx, scratch[:]); err != nil && err != io.EOF {
+		if _, err := c.reader.read(ctx, scratch); err != nil && err != io.EOF {
 			return err
 		}
 	}

@@ -321,6 +321,7 @@ func (c *Conn) SetCompression(enabled bool) { c.noCompress.Store(!enabled) }
 // four bytes: the flush marker that ends the message must be cut (§7.2.1),
 // and only at the end is it known to be the last.
 type deflateSink struct {
+	pooled *[]byte // where buf came from, to go back to writeBuffers
 	buf    []byte
 	stream *messageWriter // nil for a whole message
 	err    error
@@ -344,7 +345,7 @@ func (s *deflateSink) Write(p []byte) (int, error) {
 // begin prepares the compressor for a message, streamed or not.
 func (f *flateState) begin(p *deflateParams, stream *messageWriter) *flate.Writer {
 	bp := writeBuffers.Get().(*[]byte)
-	f.sink = deflateSink{buf: (*bp)[:0], stream: stream}
+	f.sink = deflateSink{pooled: bp, buf: (*bp)[:0], stream: stream}
 	if p.compressTakeover {
 		if f.fw == nil {
 			f.fw, _ = flate.NewWriter(&f.sink, p.level)
@@ -382,9 +383,10 @@ func (f *flateState) finish(p *deflateParams, fw *flate.Writer) ([]byte, error) 
 
 // end returns the sink's buffer to the pool.
 func (f *flateState) end() {
-	b := f.sink.buf[:0]
-	if cap(b) == writeBufferSize {
-		writeBuffers.Put(&b)
+	// A buffer that grew for a large message is left to the collector;
+	// the pool keeps buffers of one size.
+	if bp := f.sink.pooled; bp != nil && cap(f.sink.buf) == cap(*bp) {
+		writeBuffers.Put(bp)
 	}
 	f.sink = deflateSink{}
 }
@@ -547,9 +549,11 @@ func (f *flateState) remember(p []byte) {
 // discardCompressed drops the rest of a message whose decompression was cut
 // short, reading its raw payload.
 func (c *Conn) discardCompressed(ctx context.Context) error {
-	var scratch [512]byte
+	bp := writeBuffers.Get().(*[]byte)
+	defer writeBuffers.Put(bp)
+	scratch := (*bp)[:cap(*bp)]
 	for {
-		if _, err := c.readPayload(ctx, scratch[:]); err != nil {
+		if _, err := c.readPayload(ctx, scratch); err != nil {
 			if err == io.EOF {
 				c.flate.broken = false
 				c.rd.inMessage = false
