@@ -6,6 +6,7 @@
 //        [--subprotocol P] [--ignore-stdin] [--timeout S]
 //   node node_peer.js client --url ws://127.0.0.1:N/path [--deflate]
 //        [--no-context-takeover] [--insecure] [--subprotocol P] [--timeout S]
+//        [--server-close] [--max-size N]
 //
 // Writes one JSON object per line on stdout; see README.md.
 'use strict';
@@ -29,10 +30,12 @@ function parseArgs(argv) {
   const flags = {
     '--deflate': 'deflate', '--no-context-takeover': 'noContextTakeover',
     '--insecure': 'insecure', '--log-headers': 'logHeaders', '--ignore-stdin': 'ignoreStdin',
+    '--server-close': 'serverClose',
   };
   const valued = {
     '--port': 'port', '--host': 'host', '--url': 'url', '--tls-cert': 'tlsCert',
     '--tls-key': 'tlsKey', '--subprotocol': 'subprotocol', '--timeout': 'timeout',
+    '--max-size': 'maxSize',
   };
   for (let i = 1; i < argv.length; i++) {
     const a = argv[i];
@@ -42,6 +45,7 @@ function parseArgs(argv) {
   }
   opts.port = Number(opts.port);
   opts.timeout = Number(opts.timeout);
+  opts.maxSize = opts.maxSize === undefined ? Infinity : Number(opts.maxSize);
   return opts;
 }
 
@@ -236,7 +240,7 @@ function runClient(opts) {
   ws.on('open', async () => {
     emit({ event: 'open', protocol: ws.protocol, extensions: respExtensions });
     try {
-      const sizes = [0, 1, 125, 126, 127, 65535, 65536, 1 << 20, 16 << 20];
+      const sizes = [0, 1, 125, 126, 127, 65535, 65536, 1 << 20, 16 << 20].filter((n) => n <= opts.maxSize);
       let seed = 1;
       for (const binary of [false, true]) {
         for (const size of sizes) {
@@ -272,10 +276,36 @@ function runClient(opts) {
         emit({ event: 'close', code: ev.code, reason: ev.reason });
         if (ev.code !== 4000) throw new Error('close code echoed ' + ev.code + ', want 4000');
       });
+      if (opts.serverClose) await step('server-close', () => serverClose(opts, wsOpts));
       finish(true);
     } catch (e) {
       finish(false, e && e.message || e);
     }
+  });
+}
+
+// The closing handshake the other way: a second connection asks the echo
+// server to close with SERVER_CLOSE_CODE and SERVER_CLOSE_REASON, as the peer
+// servers do on a text message "close:<code>:<reason>".
+const SERVER_CLOSE_CODE = 4001;
+const SERVER_CLOSE_REASON = 'server bye ✓';
+
+function serverClose(opts, wsOpts) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(opts.url, opts.subprotocol ? [opts.subprotocol] : [], wsOpts);
+    ws.on('open', () => ws.send('close:' + SERVER_CLOSE_CODE + ':' + SERVER_CLOSE_REASON));
+    ws.on('message', () => reject(new Error('server-close: unexpected message')));
+    ws.on('error', (err) => reject(err));
+    ws.on('close', (code, reason) => {
+      reason = reason.toString('utf8');
+      emit({ event: 'server-close', code, reason });
+      if (code !== SERVER_CLOSE_CODE || reason !== SERVER_CLOSE_REASON) {
+        reject(new Error('server-close: got ' + code + ' ' + JSON.stringify(reason) +
+          ', want ' + SERVER_CLOSE_CODE + ' ' + JSON.stringify(SERVER_CLOSE_REASON)));
+      } else {
+        resolve();
+      }
+    });
   });
 }
 

@@ -6,6 +6,7 @@
       [--subprotocol P] [--ignore-stdin] [--timeout S]
   /usr/bin/python3 python_peer.py client --url ws://127.0.0.1:N/path [--deflate]
       [--no-context-takeover] [--insecure] [--subprotocol P] [--timeout S]
+      [--server-close] [--max-size N]
 
 Writes one JSON object per line on stdout; see README.md.
 """
@@ -245,6 +246,8 @@ async def run_client(args):
                 "extensions": ws.response_headers.get("Sec-WebSocket-Extensions", ""),
             })
             sizes = [0, 1, 125, 126, 127, 65535, 65536, 1 << 20, 16 << 20]
+            if args.max_size is not None:
+                sizes = [n for n in sizes if n <= args.max_size]
             seed = 1
             for binary in (False, True):
                 for size in sizes:
@@ -280,9 +283,38 @@ async def run_client(args):
                     raise RuntimeError(f"close code echoed {ws.close_code}, want 4000")
 
             await step("close", close(), timeout=30)
+
+        if args.server_close:
+            await step("server-close", server_close(args, ssl_ctx, kwargs), timeout=30)
     except Exception as e:
         finish(False, err_str(e))
     finish(True)
+
+
+# The closing handshake the other way: a second connection asks the echo
+# server to close with SERVER_CLOSE_CODE and SERVER_CLOSE_REASON, as the peer
+# servers do on a text message "close:<code>:<reason>".
+SERVER_CLOSE_CODE = 4001
+SERVER_CLOSE_REASON = "server bye ✓"
+
+
+async def server_close(args, ssl_ctx, kwargs):
+    async with websockets.connect(
+        args.url, ssl=ssl_ctx, max_size=MAX_SIZE, ping_interval=None, open_timeout=30, **kwargs
+    ) as ws:
+        await ws.send(f"close:{SERVER_CLOSE_CODE}:{SERVER_CLOSE_REASON}")
+        try:
+            msg = await ws.recv()
+            raise RuntimeError(f"server-close: unexpected message {msg!r}")
+        except ConnectionClosed:
+            pass
+        await ws.wait_closed()
+        emit({"event": "server-close", "code": ws.close_code, "reason": ws.close_reason or ""})
+        if ws.close_code != SERVER_CLOSE_CODE or ws.close_reason != SERVER_CLOSE_REASON:
+            raise RuntimeError(
+                f"server-close: got {ws.close_code} {ws.close_reason!r}, "
+                f"want {SERVER_CLOSE_CODE} {SERVER_CLOSE_REASON!r}"
+            )
 
 
 def parse_args(argv):
@@ -299,6 +331,8 @@ def parse_args(argv):
     p.add_argument("--log-headers", action="store_true")
     p.add_argument("--subprotocol")
     p.add_argument("--ignore-stdin", action="store_true")
+    p.add_argument("--server-close", action="store_true")
+    p.add_argument("--max-size", type=int)
     p.add_argument("--timeout", type=float, default=120)
     return p.parse_args(argv)
 
