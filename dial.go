@@ -274,7 +274,8 @@ func dialProxy(ctx context.Context, dial func(context.Context, string, string) (
 		nc.Close()
 		return nil, dialError(ctx, "CONNECT through proxy "+proxyAddr, err)
 	}
-	resp.Body.Close()
+	// The response's body is not closed: a 200 to CONNECT has no length,
+	// so closing it would drain the tunnel itself.
 	if resp.StatusCode != http.StatusOK {
 		nc.Close()
 		return nil, fmt.Errorf("websocket: proxy %s refused CONNECT to %s: %s", proxyAddr, addr, resp.Status)
