@@ -311,5 +311,5 @@ func dialError(ctx context.Context, step string, err error) error {
 	if ctx.Err() != nil {
 		err = ctx.Err()
 	}
-	return fmt.Errorf("websocket: dial: %s: %w", step, err)
+	return fmt.Errorf("websocket: dial: %s: %w", step, contextError(ctx, err))
 }

@@ -3,6 +3,7 @@ package websocket_test
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -116,7 +117,7 @@ func TestDialCustomDialerAndContext(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 100*1e6)
 	defer cancel()
-	if _, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String()+"/", nil); err == nil || ctx.Err() == nil {
+	if _, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String()+"/", nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Dial to a silent server returned %v", err)
 	}
 }
