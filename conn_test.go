@@ -11,48 +11,16 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/duplex-go/websocket"
+	"github.com/duplex-go/websocket/internal/leakcheck"
 )
 
-// TestMain fails the run if goroutines running this package's code are left
-// behind once every test has closed its connections and servers.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		var leaked []string
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			if leaked = leakedGoroutines(); len(leaked) == 0 {
-				break
-			}
-		}
-		if len(leaked) > 0 {
-			fmt.Fprintf(os.Stderr, "goroutine leak: %d goroutines still run this package's code:\n\n%s\n", len(leaked), strings.Join(leaked, "\n\n"))
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// leakedGoroutines returns the stacks of goroutines, other than this one,
-// that are in code of this module.
-func leakedGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var leaked []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "duplex-go/websocket") && !strings.Contains(g, "TestMain") {
-			leaked = append(leaked, g)
-		}
-	}
-	return leaked
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 func testContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

@@ -9,37 +9,18 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/duplex-go/websocket"
+	"github.com/duplex-go/websocket/internal/interop"
+	"github.com/duplex-go/websocket/internal/leakcheck"
 )
 
-// TestMain fails the run if goroutines are left behind once every test has
-// closed its connections and servers.
-func TestMain(m *testing.M) {
-	base := runtime.NumGoroutine()
-	code := m.Run()
-	if code == 0 {
-		deadline := time.Now().Add(5 * time.Second)
-		for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > base {
-			buf := make([]byte, 1<<20)
-			fmt.Fprintf(os.Stderr, "goroutine leak: %d running, %d at start\n%s\n", n, base, buf[:runtime.Stack(buf, true)])
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { leakcheck.Main(m) }
 
 // startChat serves a room on a loopback port with mux's extra routes, if
 // any, and returns the room and the server's address. The room and server
@@ -342,9 +323,6 @@ func TestLimits(t *testing.T) {
 	}
 }
 
-// chromium is where the end-to-end test expects the browser.
-const chromium = "/usr/bin/chromium"
-
 // pageReport is what the page POSTs in test mode.
 type pageReport struct {
 	Name string `json:"name"`
@@ -368,11 +346,8 @@ type pageReport struct {
 // must not become elements. Then the server drops alice's connection: her
 // page must show that it is offline and reconnect by itself.
 func TestBrowsers(t *testing.T) {
-	if _, err := os.Stat(chromium); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("Chromium is required on CI: %v", err)
-		}
-		t.Skipf("no Chromium at %s; skipping the browser test", chromium)
+	if _, _, err := interop.Chromium(); err != nil {
+		interop.Missing(t, "Chromium", err) // skips locally, fails on CI
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -415,9 +390,9 @@ func TestBrowsers(t *testing.T) {
 		q := url.Values{"name": {name}, "say": {say}, "peer": {peer}, "expect": {expect}, "report": {"/test/report"}}
 		return "http://" + addr + "/?" + q.Encode()
 	}
-	startBrowser(t, page("alice", aliceSays, "bob", bobSays))
+	interop.StartChromium(t, page("alice", aliceSays, "bob", bobSays), false)
 	obs.expect(ctx, "join", "alice")
-	startBrowser(t, page("bob", bobSays, "alice", aliceSays))
+	interop.StartChromium(t, page("bob", bobSays, "alice", aliceSays), false)
 	obs.expect(ctx, "join", "bob")
 	var want []string
 	for range 2 {
@@ -473,31 +448,4 @@ func TestBrowsers(t *testing.T) {
 	obs.expect(ctx, "leave", "alice")
 	obs.expect(ctx, "join", "alice")
 	obs.c.Close(websocket.StatusNormalClosure, "")
-}
-
-// startBrowser runs headless Chromium on url in a process group of its own,
-// with a fresh profile, and kills the group when the test ends.
-func startBrowser(t *testing.T, url string) {
-	t.Helper()
-	profile := t.TempDir()
-	logFile, err := os.Create(profile + ".log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu",
-		"--disable-dev-shm-usage", "--disable-quic", "--no-first-run",
-		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--proxy-server=http://127.0.0.1:9", "--user-data-dir="+profile, url)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		cmd.Wait()
-		logFile.Close()
-		os.Remove(logFile.Name())
-	})
 }
