@@ -15,6 +15,16 @@ import (
 // connection, with ext agreed on both sides.
 func pipePair(t testing.TB, serverExt, clientExt extensions) (server, client *Conn) {
 	t.Helper()
+	sc, cc := tcpPair(t)
+	server = newConn(sc, true, nil, "", serverExt)
+	client = newConn(cc, false, nil, "", clientExt)
+	t.Cleanup(func() { server.CloseNow(); client.CloseNow() })
+	return server, client
+}
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t testing.TB) (a, b net.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -25,15 +35,11 @@ func pipePair(t testing.TB, serverExt, clientExt extensions) (server, client *Co
 		nc, _ := ln.Accept()
 		accepted <- nc
 	}()
-	cc, err := net.Dial("tcp", ln.Addr().String())
+	b, err = net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := <-accepted
-	server = newConn(sc, true, nil, "", serverExt)
-	client = newConn(cc, false, nil, "", clientExt)
-	t.Cleanup(func() { server.CloseNow(); client.CloseNow() })
-	return server, client
+	return <-accepted, b
 }
 
 // RFC 7692 §7.2.3.1: "Hello" compressed, in one frame and in two.

@@ -140,7 +140,12 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	if opts == nil {
 		opts = &AcceptOptions{}
 	}
-	if herr := checkUpgradeRequest(r); herr != nil {
+	overHTTP2 := isExtendedConnect(r)
+	check := checkUpgradeRequest
+	if overHTTP2 {
+		check = checkConnectRequest
+	}
+	if herr := check(r); herr != nil {
 		return nil, refuse(w, herr)
 	}
 	if !opts.InsecureSkipOriginCheck {
@@ -150,6 +155,9 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	}
 	subprotocol := selectSubprotocol(r.Header, opts.Subprotocols)
 	ext, extHeader := acceptExtensions(r.Header, opts.Compression)
+	if overHTTP2 {
+		return acceptStream(w, r, subprotocol, ext, extHeader)
+	}
 
 	nc, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
@@ -232,11 +240,20 @@ func checkUpgradeRequest(r *http.Request) *HandshakeError {
 	case !hasToken(r.Header, "Connection", "upgrade"):
 		return bad(http.StatusBadRequest, "the Connection header must contain \"upgrade\", it is %q", r.Header.Get("Connection"))
 	}
-	if v := r.Header.Values("Sec-WebSocket-Version"); len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
-		return bad(http.StatusUpgradeRequired, "unsupported Sec-WebSocket-Version %q; this server speaks version 13", strings.Join(v, ", "))
+	if herr := checkVersion(r); herr != nil {
+		return herr
 	}
 	if k := r.Header.Values("Sec-WebSocket-Key"); len(k) != 1 || !validChallengeKey(k[0]) {
 		return bad(http.StatusBadRequest, "Sec-WebSocket-Key must be the base64 of 16 bytes, it is %q", strings.Join(k, ", "))
+	}
+	return nil
+}
+
+// checkVersion requires the protocol version this package speaks (§4.4).
+func checkVersion(r *http.Request) *HandshakeError {
+	if v := r.Header.Values("Sec-WebSocket-Version"); len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
+		return &HandshakeError{Status: http.StatusUpgradeRequired, Reason: fmt.Sprintf(
+			"unsupported Sec-WebSocket-Version %q; this server speaks version 13", strings.Join(v, ", "))}
 	}
 	return nil
 }
