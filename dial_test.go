@@ -2,25 +2,48 @@ package websocket_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"io"
+	"math/big"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/duplex-go/websocket"
 )
 
+// proxyStats counts what a test proxy saw.
+type proxyStats struct {
+	tunnels     atomic.Int32 // CONNECT tunnels opened
+	clientCerts atomic.Int32 // TLS client certificates presented to the proxy
+}
+
 // connectProxy is an HTTP proxy that tunnels CONNECT requests carrying the
-// expected Basic credentials, and counts the tunnels it opened.
-func connectProxy(t *testing.T, user, pass string, tunnels *atomic.Int32) *url.URL {
+// expected Basic credentials. With cert it is an https:// proxy that asks
+// clients for (but does not require) a certificate.
+func connectProxy(t *testing.T, user, pass string, cert *tls.Certificate, stats *proxyStats) *url.URL {
 	t.Helper()
 	want := "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS != nil {
+			stats.clientCerts.Add(int32(len(r.TLS.PeerCertificates)))
+		}
 		if r.Method != http.MethodConnect {
 			http.Error(w, "CONNECT only", http.StatusMethodNotAllowed)
 			return
@@ -40,7 +63,7 @@ func connectProxy(t *testing.T, user, pass string, tunnels *atomic.Int32) *url.U
 			upstream.Close()
 			return
 		}
-		tunnels.Add(1)
+		stats.tunnels.Add(1)
 		brw.Flush()
 		go func() {
 			io.Copy(upstream, brw)
@@ -49,6 +72,12 @@ func connectProxy(t *testing.T, user, pass string, tunnels *atomic.Int32) *url.U
 		io.Copy(client, upstream)
 		client.Close()
 	}))
+	if cert != nil {
+		srv.TLS = &tls.Config{Certificates: []tls.Certificate{*cert}, ClientAuth: tls.RequestClientCert}
+		srv.StartTLS()
+	} else {
+		srv.Start()
+	}
 	t.Cleanup(srv.Close)
 	u, _ := url.Parse(srv.URL)
 	u.User = url.UserPassword(user, pass)
@@ -59,8 +88,8 @@ func connectProxy(t *testing.T, user, pass string, tunnels *atomic.Int32) *url.U
 // credentials, and reports a proxy's refusal.
 func TestDialThroughProxy(t *testing.T) {
 	target := startServer(t, echoHandler(t, nil, 0, nil))
-	var tunnels atomic.Int32
-	proxy := connectProxy(t, "alice", "s3cret", &tunnels)
+	var stats proxyStats
+	proxy := connectProxy(t, "alice", "s3cret", nil, &stats)
 	ctx := testContext(t)
 
 	c, _, err := websocket.Dial(ctx, target, &websocket.DialOptions{Proxy: http.ProxyURL(proxy)})
@@ -74,8 +103,8 @@ func TestDialThroughProxy(t *testing.T) {
 		t.Fatalf("%q, %v", msg, err)
 	}
 	c.Close(websocket.StatusNormalClosure, "")
-	if tunnels.Load() != 1 {
-		t.Fatalf("proxy opened %d tunnels, want 1", tunnels.Load())
+	if n := stats.tunnels.Load(); n != 1 {
+		t.Fatalf("proxy opened %d tunnels, want 1", n)
 	}
 
 	wrong := *proxy
@@ -120,4 +149,570 @@ func TestDialCustomDialerAndContext(t *testing.T) {
 	if _, _, err := websocket.Dial(ctx, "ws://"+ln.Addr().String()+"/", nil); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Dial to a silent server returned %v", err)
 	}
+}
+
+// testCert returns a self-signed certificate for 127.0.0.1 and a pool that
+// trusts it.
+func testCert(t *testing.T, name string) (tls.Certificate, *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: name},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
+}
+
+// Dial reaches ws:// and wss:// servers through an https:// proxy (TLS
+// inside TLS for wss), verifying the proxy with ProxyTLSConfig and the
+// server with TLSConfig, never one with the other's.
+func TestDialHTTPSProxy(t *testing.T) {
+	wsTarget := startServer(t, echoHandler(t, nil, 0, nil))
+	tlsServer := httptest.NewTLSServer(echoHandler(t, nil, 0, nil))
+	t.Cleanup(tlsServer.Close)
+	wssTarget := "wss" + strings.TrimPrefix(tlsServer.URL, "https")
+	serverPool := x509.NewCertPool()
+	serverPool.AddCert(tlsServer.Certificate())
+
+	proxyCert, proxyPool := testCert(t, "duplex test proxy")
+	bothPool := serverPool.Clone()
+	bothPool.AddCert(proxyCert.Leaf)
+	clientCert, _ := testCert(t, "duplex test client")
+
+	tests := []struct {
+		name           string
+		target         string
+		tlsConfig      *tls.Config
+		proxyTLSConfig *tls.Config
+		password       string
+		wantErr        string // "" for success
+		wantUnknownCA  bool
+	}{
+		{name: "ws via https proxy", target: wsTarget,
+			proxyTLSConfig: &tls.Config{RootCAs: proxyPool}},
+		{name: "wss via https proxy", target: wssTarget,
+			tlsConfig:      &tls.Config{RootCAs: serverPool, Certificates: []tls.Certificate{clientCert}},
+			proxyTLSConfig: &tls.Config{RootCAs: proxyPool}},
+		{name: "TLSConfig does not verify the proxy", target: wssTarget,
+			tlsConfig: &tls.Config{RootCAs: bothPool},
+			wantErr:   "TLS handshake with proxy", wantUnknownCA: true},
+		{name: "ProxyTLSConfig does not verify the server", target: wssTarget,
+			proxyTLSConfig: &tls.Config{RootCAs: bothPool},
+			wantErr:        "TLS handshake with 127.0.0.1", wantUnknownCA: true},
+		{name: "wrong proxy credentials", target: wssTarget, password: "wrong",
+			tlsConfig:      &tls.Config{RootCAs: serverPool},
+			proxyTLSConfig: &tls.Config{RootCAs: proxyPool},
+			wantErr:        "407"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var stats proxyStats
+			proxy := connectProxy(t, "alice", "s3cret", &proxyCert, &stats)
+			if proxy.Scheme != "https" {
+				t.Fatalf("proxy URL %s is not https", proxy)
+			}
+			if tt.password != "" {
+				proxy.User = url.UserPassword("alice", tt.password)
+			}
+			ctx := testContext(t)
+			c, _, err := websocket.Dial(ctx, tt.target, &websocket.DialOptions{
+				Proxy:          http.ProxyURL(proxy),
+				TLSConfig:      tt.tlsConfig,
+				ProxyTLSConfig: tt.proxyTLSConfig,
+			})
+			if tt.wantErr != "" {
+				if err == nil {
+					c.CloseNow()
+					t.Fatalf("Dial succeeded, want an error with %q", tt.wantErr)
+				}
+				if !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Dial error %q does not say %q", err, tt.wantErr)
+				}
+				var unknownCA x509.UnknownAuthorityError
+				if tt.wantUnknownCA && !errors.As(err, &unknownCA) {
+					t.Fatalf("Dial error %v is not an x509.UnknownAuthorityError", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.CloseNow()
+			if err := c.Write(ctx, websocket.MessageText, []byte("via https proxy")); err != nil {
+				t.Fatal(err)
+			}
+			if _, msg, err := c.Read(ctx); err != nil || string(msg) != "via https proxy" {
+				t.Fatalf("%q, %v", msg, err)
+			}
+			c.Close(websocket.StatusNormalClosure, "")
+			if n := stats.tunnels.Load(); n != 1 {
+				t.Fatalf("proxy opened %d tunnels, want 1", n)
+			}
+			if n := stats.clientCerts.Load(); n != 0 {
+				t.Fatalf("the server's client certificate was offered to the proxy (%d certificates)", n)
+			}
+		})
+	}
+}
+
+// seenRequest is what a redirect test's WebSocket endpoint saw.
+type seenRequest struct {
+	host, uri string
+	header    http.Header
+}
+
+// site is a loopback server for redirect tests. /ws accepts a WebSocket
+// handshake, echoes, and reports the request on seen; /redirect answers with
+// the status and Location its query gives (code, to), and a body. Both set
+// the cookie a setcookie query parameter gives.
+type site struct {
+	srv  *httptest.Server
+	seen chan seenRequest
+}
+
+// newSite starts a site listening on addr ("127.0.0.1:0", say), with TLS if
+// secure. It skips the test if addr cannot be listened on.
+func newSite(t *testing.T, addr string, secure bool) *site {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("cannot listen on %s: %v", addr, err)
+	}
+	s := &site{seen: make(chan seenRequest, 16)}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		s.seen <- seenRequest{r.Host, r.RequestURI, r.Header.Clone()}
+		if c := r.FormValue("setcookie"); c != "" {
+			w.Header().Add("Set-Cookie", c)
+		}
+		echoHandler(t, &websocket.AcceptOptions{InsecureSkipOriginCheck: true}, 0, nil)(w, r)
+	})
+	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
+		code, _ := strconv.Atoi(r.FormValue("code"))
+		if to := r.FormValue("to"); to != "" {
+			w.Header().Set("Location", to)
+		}
+		if c := r.FormValue("setcookie"); c != "" {
+			w.Header().Add("Set-Cookie", c)
+		}
+		w.WriteHeader(code)
+		io.WriteString(w, "redirecting")
+	})
+	s.srv = httptest.NewUnstartedServer(mux)
+	s.srv.Listener.Close()
+	s.srv.Listener = ln
+	if secure {
+		s.srv.StartTLS()
+	} else {
+		s.srv.Start()
+	}
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// url returns the URL of path on s with scheme ws or wss.
+func (s *site) url(path string) string {
+	if s.srv.TLS != nil {
+		return "wss://" + s.srv.Listener.Addr().String() + path
+	}
+	return "ws://" + s.srv.Listener.Addr().String() + path
+}
+
+// redirect returns the URL on s that redirects with code to location.
+func (s *site) redirect(code int, location string) string {
+	return s.url("/redirect?code=" + strconv.Itoa(code) + "&to=" + url.QueryEscape(location))
+}
+
+// httpURL returns the URL of path on s with scheme http or https.
+func (s *site) httpURL(path string) string { return s.srv.URL + path }
+
+// countingDialer dials TCP and counts the connections it opened and the
+// ones that were closed.
+type countingDialer struct{ dials, closes atomic.Int32 }
+
+func (d *countingDialer) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	nc, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	d.dials.Add(1)
+	return &countedConn{Conn: nc, closes: &d.closes}, nil
+}
+
+type countedConn struct {
+	net.Conn
+	once   sync.Once
+	closes *atomic.Int32
+}
+
+func (c *countedConn) Close() error {
+	c.once.Do(func() { c.closes.Add(1) })
+	return c.Conn.Close()
+}
+
+// Dial follows redirects as far as MaxRedirects allows, each over a new
+// connection, resolving relative locations, mapping http(s) to ws(s),
+// keeping credentials on the same host and dropping them for good once the
+// chain leaves it, and refusing a downgrade from wss to ws.
+func TestDialRedirect(t *testing.T) {
+	a := newSite(t, "127.0.0.1:0", false)
+	b := newSite(t, "127.0.0.1:0", false) // another host: same IP, another port
+	s := newSite(t, "127.0.0.1:0", true)
+	aPort := a.srv.Listener.Addr().(*net.TCPAddr).Port
+	pool := x509.NewCertPool()
+	pool.AddCert(s.srv.Certificate())
+	var c *site // on 127.0.0.2, made by the case that needs it
+
+	tests := []struct {
+		name         string
+		url          func(*testing.T) string
+		maxRedirects int
+		reached      func() *site // the site whose /ws answers; nil for an error
+		wantURI      string
+		keepsCreds   bool
+		dials        int32
+		wantStatus   int    // for a *HandshakeError
+		wantErr      string // part of the error
+	}{
+		{name: "302 relative path", maxRedirects: 1, dials: 2, keepsCreds: true,
+			url:     func(*testing.T) string { return a.redirect(302, "/ws?x=1") },
+			reached: func() *site { return a }, wantURI: "/ws?x=1"},
+		{name: "301 relative to the directory", maxRedirects: 1, dials: 2, keepsCreds: true,
+			url:     func(*testing.T) string { return a.redirect(301, "ws") },
+			reached: func() *site { return a }, wantURI: "/ws"},
+		{name: "303 http scheme on the same host", maxRedirects: 1, dials: 2, keepsCreds: true,
+			url:     func(*testing.T) string { return a.redirect(303, a.httpURL("/ws")) },
+			reached: func() *site { return a }, wantURI: "/ws"},
+		{name: "307 scheme-relative", maxRedirects: 1, dials: 2, keepsCreds: true,
+			url:     func(*testing.T) string { return a.redirect(307, "//"+a.srv.Listener.Addr().String()+"/ws") },
+			reached: func() *site { return a }, wantURI: "/ws"},
+		{name: "308 to another port strips credentials", maxRedirects: 1, dials: 2,
+			url:     func(*testing.T) string { return a.redirect(308, b.url("/ws")) },
+			reached: func() *site { return b }, wantURI: "/ws"},
+		{name: "302 to another IP on the same port strips credentials", maxRedirects: 1, dials: 2,
+			url: func(t *testing.T) string {
+				c = newSite(t, "127.0.0.2:"+strconv.Itoa(aPort), false)
+				return a.redirect(302, c.url("/ws"))
+			},
+			reached: func() *site { return c }, wantURI: "/ws"},
+		{name: "credentials stay dropped back on the first host", maxRedirects: 2, dials: 3,
+			url:     func(*testing.T) string { return a.redirect(302, b.redirect(302, a.url("/ws"))) },
+			reached: func() *site { return a }, wantURI: "/ws"},
+		{name: "ws to wss upgrade", maxRedirects: 1, dials: 2,
+			url:     func(*testing.T) string { return a.redirect(302, s.httpURL("/ws")) },
+			reached: func() *site { return s }, wantURI: "/ws"},
+		{name: "wss to wss on the same host", maxRedirects: 1, dials: 2, keepsCreds: true,
+			url:     func(*testing.T) string { return s.redirect(307, "/ws") },
+			reached: func() *site { return s }, wantURI: "/ws"},
+		{name: "exactly at the limit", maxRedirects: 3, dials: 4, keepsCreds: true,
+			url:     func(*testing.T) string { return a.redirect(302, a.redirect(301, a.redirect(307, "/ws"))) },
+			reached: func() *site { return a }, wantURI: "/ws"},
+
+		{name: "not followed by default", dials: 1, wantStatus: 302,
+			url:     func(*testing.T) string { return a.redirect(302, "/ws") },
+			wantErr: "MaxRedirects is 0"},
+		{name: "limit exceeded", maxRedirects: 2, dials: 3, wantStatus: 302,
+			url:     func(*testing.T) string { return a.redirect(302, a.redirect(302, a.redirect(302, "/ws"))) },
+			wantErr: "too many redirects"},
+		{name: "wss to ws refused", maxRedirects: 1, dials: 1, wantStatus: 302,
+			url:     func(*testing.T) string { return s.redirect(302, a.url("/ws")) },
+			wantErr: "refuses the downgrade"},
+		{name: "wss to http refused", maxRedirects: 1, dials: 1, wantStatus: 301,
+			url:     func(*testing.T) string { return s.redirect(301, a.httpURL("/ws")) },
+			wantErr: "refuses the downgrade"},
+		{name: "unsupported scheme", maxRedirects: 1, dials: 1, wantStatus: 302,
+			url:     func(*testing.T) string { return a.redirect(302, "ftp://127.0.0.1/ws") },
+			wantErr: "not a ws, wss, http or https URL"},
+		{name: "no Location", maxRedirects: 1, dials: 1, wantStatus: 302,
+			url:     func(*testing.T) string { return a.redirect(302, "") },
+			wantErr: "instead of 101"},
+		{name: "300 is not followed", maxRedirects: 1, dials: 1, wantStatus: 300,
+			url:     func(*testing.T) string { return a.redirect(300, "/ws") },
+			wantErr: "instead of 101"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c = nil
+			target := tt.url(t)
+			var d countingDialer
+			header := http.Header{
+				"Authorization":       {"Bearer t0k"},
+				"Cookie":              {"pref=dark"},
+				"Proxy-Authorization": {"Basic eDp5"},
+				"Origin":              {"http://app.test"},
+				"X-Trace":             {"1"},
+			}
+			ctx := testContext(t)
+			conn, resp, err := websocket.Dial(ctx, target, &websocket.DialOptions{
+				HTTPHeader:     header,
+				MaxRedirects:   tt.maxRedirects,
+				TLSConfig:      &tls.Config{RootCAs: pool},
+				NetDialContext: d.DialContext,
+			})
+			if n := d.dials.Load(); n != tt.dials {
+				t.Errorf("Dial made %d connections, want %d", n, tt.dials)
+			}
+			if err == nil {
+				// All but the last connection are closed by now.
+				if n := d.closes.Load(); n != tt.dials-1 {
+					t.Errorf("%d of %d connections closed when Dial returned, want %d", n, tt.dials, tt.dials-1)
+				}
+				conn.CloseNow()
+			} else if n := d.closes.Load(); n != tt.dials {
+				t.Errorf("%d of %d connections closed after Dial failed", n, tt.dials)
+			}
+
+			if tt.wantErr != "" {
+				var herr *websocket.HandshakeError
+				if !errors.As(err, &herr) {
+					t.Fatalf("Dial returned %v, want a *HandshakeError", err)
+				}
+				if herr.Status != tt.wantStatus || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("Dial returned %q (status %d), want status %d and %q", err, herr.Status, tt.wantStatus, tt.wantErr)
+				}
+				if resp == nil || herr.Response != resp {
+					t.Fatal("the error does not carry the response Dial returned")
+				}
+				if body, _ := io.ReadAll(resp.Body); string(body) != "redirecting" {
+					t.Fatalf("response body %q", body)
+				}
+				for _, x := range []*site{a, b, s} {
+					if len(x.seen) != 0 {
+						t.Fatalf("a WebSocket endpoint was reached: %+v", <-x.seen)
+					}
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("Dial returned response %q", resp.Status)
+			}
+			var got seenRequest
+			select {
+			case got = <-tt.reached().seen:
+			default:
+				t.Fatal("the expected site's /ws was not reached")
+			}
+			for _, x := range []*site{a, b, s, c} {
+				if x == nil {
+					continue
+				}
+				if len(x.seen) != 0 {
+					t.Fatalf("another /ws was reached too: %+v", <-x.seen)
+				}
+			}
+			if got.uri != tt.wantURI {
+				t.Errorf("reached %q, want %q", got.uri, tt.wantURI)
+			}
+			for _, k := range []string{"Origin", "X-Trace"} {
+				if got.header.Get(k) != header.Get(k) {
+					t.Errorf("%s: %q, want %q", k, got.header.Get(k), header.Get(k))
+				}
+			}
+			for _, k := range []string{"Authorization", "Cookie", "Proxy-Authorization"} {
+				v := got.header.Get(k)
+				if tt.keepsCreds && v != header.Get(k) {
+					t.Errorf("same host: %s is %q, want %q", k, v, header.Get(k))
+				}
+				if !tt.keepsCreds && v != "" {
+					t.Errorf("another host got %s: %q", k, v)
+				}
+			}
+			if len(header) != 5 || header.Get("Authorization") != "Bearer t0k" || header.Get("Cookie") != "pref=dark" {
+				t.Errorf("Dial changed the caller's HTTPHeader: %v", header)
+			}
+		})
+	}
+}
+
+// The context bounds the whole redirect chain, not each hop.
+func TestDialRedirectContext(t *testing.T) {
+	var hops atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hops.Add(1)
+		time.Sleep(30 * time.Millisecond)
+		w.Header().Set("Location", r.URL.Path)
+		w.WriteHeader(http.StatusFound)
+	}))
+	t.Cleanup(srv.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http")+"/loop", &websocket.DialOptions{MaxRedirects: 1000})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Dial through an endless redirect loop returned %v", err)
+	}
+	if n := hops.Load(); n < 2 {
+		t.Fatalf("only %d hops before the deadline", n)
+	}
+}
+
+// recordingJar is a cookie jar that records the URLs it is asked about.
+type recordingJar struct {
+	http.CookieJar
+	mu      sync.Mutex
+	schemes []string // of the URLs passed to Cookies, in order
+}
+
+func (j *recordingJar) Cookies(u *url.URL) []*http.Cookie {
+	j.mu.Lock()
+	j.schemes = append(j.schemes, u.Scheme)
+	j.mu.Unlock()
+	return j.CookieJar.Cookies(u)
+}
+
+// Dial sends the jar's cookies for each hop, joined to a Cookie header of
+// its own, and stores what handshake responses set, redirects included; the
+// jar sees http and https URLs.
+func TestDialJar(t *testing.T) {
+	a := newSite(t, "127.0.0.1:0", false)
+	s := newSite(t, "127.0.0.1:0", true)
+	pool := x509.NewCertPool()
+	pool.AddCert(s.srv.Certificate())
+	var c *site // on 127.0.0.2, made by the case that needs it
+	aPort := a.srv.Listener.Addr().(*net.TCPAddr).Port
+
+	tests := []struct {
+		name        string
+		url         func(*testing.T) string
+		reached     func() *site // nil: the handshake fails
+		wantSchemes []string     // of the URLs the jar is asked for cookies
+		wantSent    []string     // cookies the last hop's request carries, in order
+		wantStored  []string     // cookies the jar then holds for the last hop's URL
+	}{
+		{name: "ws: jar cookies join the header's, 101 sets one",
+			url:         func(*testing.T) string { return a.url("/ws?setcookie=" + url.QueryEscape("token=xyz")) },
+			reached:     func() *site { return a },
+			wantSchemes: []string{"http"},
+			wantSent:    []string{"pref=dark", "session=abc"},
+			wantStored:  []string{"session=abc", "token=xyz"}},
+		{name: "wss: the jar sees https",
+			url:         func(*testing.T) string { return s.url("/ws?setcookie=" + url.QueryEscape("tls=1")) },
+			reached:     func() *site { return s },
+			wantSchemes: []string{"https"},
+			wantSent:    []string{"pref=dark", "session=abc"},
+			wantStored:  []string{"session=abc", "tls=1"}},
+		{name: "a redirect's cookie goes to the next hop",
+			url:         func(*testing.T) string { return a.redirect(302, "/ws?x=1") + "&setcookie=hop%3D1" },
+			reached:     func() *site { return a },
+			wantSchemes: []string{"http", "http"},
+			wantSent:    []string{"pref=dark", "session=abc", "hop=1"},
+			wantStored:  []string{"session=abc", "hop=1"}},
+		{name: "ws to wss on another port: the jar's cookies, not the header's",
+			url:         func(*testing.T) string { return a.redirect(307, s.httpURL("/ws")) + "&setcookie=hop%3D1" },
+			reached:     func() *site { return s },
+			wantSchemes: []string{"http", "https"},
+			wantSent:    []string{"session=abc", "hop=1"},
+			wantStored:  []string{"session=abc", "hop=1"}},
+		{name: "another host gets its own cookies only",
+			url: func(t *testing.T) string {
+				c = newSite(t, "127.0.0.2:"+strconv.Itoa(aPort), false)
+				return a.redirect(302, c.url("/ws")) + "&setcookie=hop%3D1"
+			},
+			reached:     func() *site { return c },
+			wantSchemes: []string{"http", "http"},
+			wantSent:    []string{"other=2"},
+			wantStored:  []string{"other=2"}},
+		{name: "a refusal's cookie is stored too",
+			url:         func(*testing.T) string { return a.redirect(403, "") + "&setcookie=denied%3D1" },
+			wantSchemes: []string{"http"},
+			wantStored:  []string{"session=abc", "denied=1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c = nil
+			target := tt.url(t)
+			cj, err := cookiejar.New(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			jar := &recordingJar{CookieJar: cj}
+			for host, cookie := range map[string]*http.Cookie{
+				"127.0.0.1": {Name: "session", Value: "abc"},
+				"127.0.0.2": {Name: "other", Value: "2"},
+			} {
+				jar.SetCookies(&url.URL{Scheme: "http", Host: host, Path: "/"}, []*http.Cookie{cookie})
+			}
+
+			ctx := testContext(t)
+			conn, resp, err := websocket.Dial(ctx, target, &websocket.DialOptions{
+				HTTPHeader:   http.Header{"Cookie": {"pref=dark"}},
+				Jar:          jar,
+				MaxRedirects: 1,
+				TLSConfig:    &tls.Config{RootCAs: pool},
+			})
+			if tt.reached == nil {
+				if err == nil {
+					conn.CloseNow()
+					t.Fatal("Dial succeeded")
+				}
+			} else {
+				if err != nil {
+					t.Fatal(err)
+				}
+				conn.CloseNow()
+				var got seenRequest
+				select {
+				case got = <-tt.reached().seen:
+				default:
+					t.Fatal("the expected site's /ws was not reached")
+				}
+				if n := len(got.header.Values("Cookie")); n != 1 {
+					t.Errorf("%d Cookie headers, want 1: %q", n, got.header.Values("Cookie"))
+				}
+				sent := (&http.Request{Header: got.header}).Cookies()
+				if s := cookieStrings(sent); !equalStrings(s, tt.wantSent) {
+					t.Errorf("server got cookies %q, want %q", s, tt.wantSent)
+				}
+			}
+			if !equalStrings(jar.schemes, tt.wantSchemes) {
+				t.Errorf("the jar saw URLs with schemes %q, want %q", jar.schemes, tt.wantSchemes)
+			}
+			last := resp.Request.URL
+			if s := cookieStrings(jar.Cookies(last)); !sameStrings(s, tt.wantStored) {
+				t.Errorf("jar holds %q for %s, want %q", s, last, tt.wantStored)
+			}
+		})
+	}
+}
+
+func cookieStrings(cs []*http.Cookie) []string {
+	s := make([]string, len(cs))
+	for i, c := range cs {
+		s[i] = c.Name + "=" + c.Value
+	}
+	return s
+}
+
+func equalStrings(a, b []string) bool {
+	return strings.Join(a, "\x00") == strings.Join(b, "\x00")
+}
+
+// sameStrings reports whether a and b hold the same strings in any order.
+func sameStrings(a, b []string) bool {
+	a, b = append([]string(nil), a...), append([]string(nil), b...)
+	sort.Strings(a)
+	sort.Strings(b)
+	return equalStrings(a, b)
 }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -131,4 +132,100 @@ func FuzzClosePayload(f *testing.F) {
 			t.Fatalf("re-encoded % x, was % x", re, p)
 		}
 	})
+}
+
+// FuzzExtensionHeader drives the permessage-deflate negotiation with
+// arbitrary Sec-WebSocket-Extensions values: offer as a client's request
+// header for acceptExtensions, answer as a server's response header for
+// acceptedExtensions (a newline in either splits it into several header
+// lines). Neither panics, and whatever our server answers an offer, our
+// client accepts back, agreeing on who keeps a compression context.
+func FuzzExtensionHeader(f *testing.F) {
+	// RFC 7692 §5, §7.1 and §7.1.2.x examples, RFC 6455 §9.1's, and our
+	// own offers.
+	for _, seed := range [][2]string{
+		{"permessage-deflate", "permessage-deflate"},
+		{"permessage-deflate; client_max_window_bits", "permessage-deflate; client_max_window_bits=10"},
+		{"permessage-deflate; client_max_window_bits; server_max_window_bits=10, permessage-deflate; client_max_window_bits",
+			"permessage-deflate; server_max_window_bits=10"},
+		{"permessage-deflate; server_max_window_bits=10, permessage-deflate", "permessage-deflate; server_max_window_bits=10"},
+		{"permessage-deflate; server_no_context_takeover", "permessage-deflate; server_no_context_takeover"},
+		{"permessage-deflate; client_no_context_takeover", "permessage-deflate; client_no_context_takeover"},
+		{"permessage-deflate; client_max_window_bits=\"10\"", "permessage-deflate; server_max_window_bits=\"8\""},
+		{"permessage-deflate; server_max_window_bits=16, permessage-deflate; server_max_window_bits=08", "x-webkit-deflate-frame"},
+		{"foo, bar; baz=2", "mux; max-channels=4; flow-control, deflate-stream"},
+		{"permessage-deflate; x=\"a,b\\\"\"; y\npermessage-deflate", "permessage-deflate; client_no_context_takeover=1"},
+		{offerExtensions(&CompressionOptions{}), "permessage-deflate; server_no_context_takeover; client_no_context_takeover"},
+		{offerExtensions(&CompressionOptions{ContextTakeover: true}), "permessage-deflate, permessage-deflate"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	header := func(v string) http.Header {
+		return http.Header{"Sec-Websocket-Extensions": strings.Split(v, "\n")}
+	}
+	clients := []*CompressionOptions{{}, {ContextTakeover: true}}
+	f.Fuzz(func(t *testing.T, offer, answer string) {
+		for _, client := range clients {
+			ext, err := acceptedExtensions(header(answer), client)
+			if err != nil || ext.deflate == nil {
+				continue
+			}
+			if !client.ContextTakeover && (ext.deflate.compressTakeover || ext.deflate.inflateTakeover) {
+				t.Fatalf("client without context takeover accepted %q with %+v", answer, *ext.deflate)
+			}
+			if bits := windowBits(answer, "client_max_window_bits"); bits < 15 && ext.deflate.level != flate.HuffmanOnly {
+				t.Fatalf("client accepted a %d-bit window in %q but compresses at level %d", bits, answer, ext.deflate.level)
+			}
+		}
+		for _, server := range []*CompressionOptions{nil, {}, {ContextTakeover: true}, {Level: 9, Threshold: -1}} {
+			ext, resp := acceptExtensions(header(offer), server)
+			if (ext.deflate != nil) != (resp != "") {
+				t.Fatalf("server %+v: agreement %v with response %q", server, ext.deflate, resp)
+			}
+			if ext.deflate == nil {
+				continue
+			}
+			if server == nil {
+				t.Fatalf("server without compression agreed to %q", resp)
+			}
+			for _, client := range clients {
+				if !client.ContextTakeover && ext.deflate.compressTakeover {
+					// This client always offers server_no_context_takeover,
+					// which a server honours; this offer did not.
+					continue
+				}
+				got, err := acceptedExtensions(header(resp), client)
+				if err != nil {
+					t.Fatalf("server %+v answered %q with %q, which our client %+v refuses: %v", server, offer, resp, client, err)
+				}
+				c, s := got.deflate, ext.deflate
+				if c == nil {
+					t.Fatalf("client %+v accepted %q without agreeing on compression", client, resp)
+				}
+				// Whoever compresses with a context, the other side keeps
+				// the window it refers to.
+				if s.compressTakeover != c.inflateTakeover || (c.compressTakeover && !s.inflateTakeover) {
+					t.Fatalf("offer %q, answer %q: server %+v, client %+v", offer, resp, *s, *c)
+				}
+				if bits := windowBits(resp, "server_max_window_bits"); bits < 15 && s.level != flate.HuffmanOnly {
+					t.Fatalf("server promised a %d-bit window in %q but compresses at level %d", bits, resp, s.level)
+				}
+			}
+		}
+	})
+}
+
+// windowBits returns the value of the window bits parameter name in the
+// single permessage-deflate response v, or 15 if it has none.
+func windowBits(v, name string) int {
+	exts := parseExtensions(http.Header{"Sec-Websocket-Extensions": strings.Split(v, "\n")})
+	if len(exts) != 1 {
+		return 15
+	}
+	for _, p := range exts[0].params {
+		if n, err := strconv.Atoi(p.value); p.name == name && err == nil {
+			return n
+		}
+	}
+	return 15
 }
