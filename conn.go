@@ -60,6 +60,22 @@
 // by the next [Conn.Reader] or [Conn.Read]. A write cut short mid-frame has
 // sent a partial frame, so the connection is closed.
 //
+// # HTTP/2
+//
+// A server can also carry WebSockets over HTTP/2 (RFC 8441), where each
+// WebSocket is a stream of a TLS connection the browser already has. Go's
+// net/http supports it when the environment variable GODEBUG contains
+// http2xconnect=1 as the process starts (for example
+// GODEBUG=http2xconnect=1 ./server); the server must serve TLS with HTTP/2,
+// as [http.Server.ListenAndServeTLS] does by default. [Accept] then serves
+// both kinds of request and the Conn behaves the same, with two
+// differences: the handler must not return while the Conn is in use, and a
+// write that times out mid-way ends the connection even when nothing was
+// sent. Once the server advertises the setting, browsers open every wss://
+// WebSocket to it over HTTP/2, so every WebSocket handler on that server
+// must use Accept (or another library that speaks RFC 8441). [Dial] speaks
+// HTTP/1.1 only: net/http's client cannot send extended CONNECT.
+//
 // # Closing
 //
 // [Conn.Close] performs the closing handshake; [Conn.CloseNow] just closes the
@@ -140,6 +156,10 @@ type Conn struct {
 	iov           [2][]byte
 
 	keepAlive keepAlive
+
+	// afterClose, when set, runs once the TCP connection has closed; a
+	// [Group] uses it to forget the connection.
+	afterClose atomic.Pointer[func()]
 
 	onPing, onPong func(payload []byte)
 	onClose        func(code StatusCode, reason string)
@@ -246,6 +266,9 @@ func (c *Conn) teardown() {
 		close(c.closed)
 		_ = c.nc.Close()
 		c.stopKeepAlive()
+		if f := c.afterClose.Load(); f != nil {
+			(*f)()
+		}
 	})
 }
 

@@ -136,6 +136,13 @@ type AcceptOptions struct {
 // Headers the handler set on w before calling Accept (cookies, say) are sent
 // with the 101 response. Use the request's context or your own to bound the
 // connection's life; Accept clears the deadlines net/http set on it.
+//
+// Over HTTP/2, Accept serves the extended CONNECT requests of RFC 8441 on
+// the same handler: it answers 200 and runs the WebSocket on the request's
+// stream. Such a connection lives inside the handler, since net/http ends
+// the stream when the handler returns: keep the handler running while the
+// Conn is in use (a Conn used after that reports [net.ErrClosed]). See "HTTP/2"
+// in the package documentation for how to turn it on.
 func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn, error) {
 	if opts == nil {
 		opts = &AcceptOptions{}

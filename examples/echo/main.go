@@ -8,16 +8,35 @@
 // messages are refused with status 1009), negotiates permessage-deflate
 // when the client offers it, and otherwise keeps the library's defaults,
 // the same-origin check included.
+//
+// With -tls it serves HTTPS, with HTTP/2, on a self-signed certificate it
+// makes at start and prints. Run it with GODEBUG=http2xconnect=1 and it
+// also serves WebSockets over HTTP/2 (RFC 8441), which is what browsers
+// then use for wss:// URLs:
+//
+//	GODEBUG=http2xconnect=1 go run ./examples/echo -tls
 package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"log"
+	"math/big"
 	"net"
 	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/duplex-go/websocket"
@@ -25,18 +44,36 @@ import (
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9001", "address to listen on")
+	useTLS := flag.Bool("tls", false, "serve wss:// and HTTP/2 on a self-signed certificate made at start")
 	flag.Parse()
 
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("echo server listening on ws://%s/\n", ln.Addr())
-	log.Fatal(serve(ln))
+	if !*useTLS {
+		fmt.Printf("echo server listening on ws://%s/\n", ln.Addr())
+		log.Fatal(serve(ln, nil))
+	}
+	cert, err := selfSigned()
+	if err != nil {
+		log.Fatal(err)
+	}
+	spki := sha256.Sum256(cert.Leaf.RawSubjectPublicKeyInfo)
+	fmt.Printf("echo server listening on wss://%s/ (HTTP/1.1 and HTTP/2", ln.Addr())
+	if strings.Contains(os.Getenv("GODEBUG"), "http2xconnect=1") {
+		fmt.Print(", WebSockets over HTTP/2 on")
+	} else {
+		fmt.Print("; run with GODEBUG=http2xconnect=1 for WebSockets over HTTP/2")
+	}
+	fmt.Printf(")\nits certificate, made for this run:\n%s", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Leaf.Raw}))
+	fmt.Printf("Chromium trusts it with --ignore-certificate-errors-spki-list=%s\n", base64.StdEncoding.EncodeToString(spki[:]))
+	log.Fatal(serve(ln, &cert))
 }
 
-// serve runs the echo server on ln until it fails.
-func serve(ln net.Listener) error {
+// serve runs the echo server on ln until it fails, over TLS with HTTP/2 if
+// cert is not nil.
+func serve(ln net.Listener, cert *tls.Certificate) error {
 	srv := &http.Server{
 		Handler: http.HandlerFunc(echo),
 		// Bound how long a client may take to send its handshake; the
@@ -44,10 +81,49 @@ func serve(ln net.Listener) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    16 << 10,
 	}
-	return srv.Serve(ln)
+	if cert == nil {
+		return srv.Serve(ln)
+	}
+	// With no NextProtos, ServeTLS offers h2 and http/1.1.
+	srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{*cert}}
+	return srv.ServeTLS(ln, "", "")
+}
+
+// selfSigned makes a certificate for 127.0.0.1, ::1 and localhost, valid
+// for a day.
+func selfSigned() (tls.Certificate, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: "duplex echo example"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames:     []string{"localhost"},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, nil
 }
 
 // echo upgrades the request and echoes messages until the connection ends.
+// Over HTTP/2 the WebSocket lives on the request's stream, so the handler
+// stays in its loop until the connection ends, as it does here anyway.
 func echo(w http.ResponseWriter, r *http.Request) {
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		Compression: &websocket.CompressionOptions{},
