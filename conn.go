@@ -121,6 +121,11 @@ func (t MessageType) String() string {
 // connection with status 1009 (message too big).
 const DefaultReadLimit = 1 << 20
 
+// DefaultFragmentLimit is the most frames a message may arrive in unless
+// [Conn.SetFragmentLimit] says otherwise. A message in more frames fails the
+// connection with status 1008 (policy violation).
+const DefaultFragmentLimit = 1 << 16
+
 // Conn is a WebSocket connection, from [Accept] on a server or [Dial] on a
 // client. See the package documentation for which methods may be called
 // concurrently, how contexts apply and how a connection closes.
@@ -143,6 +148,7 @@ type Conn struct {
 	rd           readState
 	reader       messageReader
 	readLimit    atomic.Int64
+	fragLimit    atomic.Int64
 	ctrl         [maxControlPayload]byte
 
 	// The write side. msgLock is held for a whole message, frameLock for
@@ -183,6 +189,7 @@ type readState struct {
 	msgType    MessageType
 	compressed bool  // the current message has RSV1 set (RFC 7692)
 	msgBytes   int64 // bytes of the current message delivered so far
+	frames     int64 // frames of the current message so far
 	utf8       utf8Validator
 	err        error // how the read side ended; sticky
 }
@@ -210,6 +217,7 @@ func newConn(nc net.Conn, server bool, buffered []byte, subprotocol string, ext 
 	c.reader.c = c
 	c.writer.c = c
 	c.readLimit.Store(DefaultReadLimit)
+	c.fragLimit.Store(DefaultFragmentLimit)
 	return c
 }
 
@@ -234,6 +242,13 @@ func (c *Conn) RemoteAddr() net.Addr { return c.nc.RemoteAddr() }
 // default is [DefaultReadLimit]. It is safe to call at any time; a message
 // already being read is held to the limit in force when its frames arrive.
 func (c *Conn) SetReadLimit(n int64) { c.readLimit.Store(n) }
+
+// SetFragmentLimit sets the most frames a message may arrive in; a message
+// in more fails the connection with status 1008 (policy violation). The
+// read limit alone cannot stop a peer that sends a message as an endless
+// stream of empty fragments. The default is [DefaultFragmentLimit], which
+// allows a message at the default read limit in fragments of 16 bytes.
+func (c *Conn) SetFragmentLimit(n int) { c.fragLimit.Store(int64(n)) }
 
 // SetReadDeadline sets an absolute time after which reads fail, as
 // [net.Conn.SetReadDeadline] does; the zero time means none. A context
@@ -373,6 +388,7 @@ func (c *Conn) nextMessage(ctx context.Context) (MessageType, error) {
 	c.rd.msgType = MessageType(h.Opcode)
 	c.rd.compressed = h.Rsv1
 	c.rd.msgBytes = 0
+	c.rd.frames = 0
 	c.rd.utf8 = utf8Validator{}
 	if err := c.startFrame(h); err != nil {
 		return 0, err
@@ -456,11 +472,16 @@ func (c *Conn) handleControl(ctx context.Context, h Header) error {
 	return nil
 }
 
-// startFrame makes h the current data frame, checking the read limit.
+// startFrame makes h the current data frame, checking the read and
+// fragment limits.
 func (c *Conn) startFrame(h Header) error {
 	c.rd.frame = h
 	c.rd.frameLeft = h.Length
 	c.rd.maskKey = leUint32(h.MaskKey)
+	c.rd.frames++
+	if limit := c.fragLimit.Load(); c.rd.frames > limit {
+		return c.fail(StatusPolicyViolation, fmt.Sprintf("message arrives in more than %d frames", limit))
+	}
 	if !c.rd.compressed {
 		if limit := c.readLimit.Load(); c.rd.msgBytes+h.Length > limit {
 			return c.fail(StatusMessageTooBig, fmt.Sprintf("message exceeds the read limit of %d bytes", limit))

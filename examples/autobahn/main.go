@@ -46,6 +46,10 @@ import (
 // readLimit admits the suite's 16 MiB messages with room to spare.
 const readLimit = 32 << 20
 
+// fragmentLimit admits the suite's 4 MiB messages in 64-byte fragments
+// (cases 9.3.1 and 9.4.1) and more.
+const fragmentLimit = readLimit / 64
+
 func main() {
 	if len(os.Args) < 2 {
 		usage()
@@ -129,6 +133,7 @@ func accept(w http.ResponseWriter, r *http.Request) *websocket.Conn {
 		return nil
 	}
 	c.SetReadLimit(readLimit)
+	c.SetFragmentLimit(fragmentLimit)
 	return c
 }
 
@@ -231,6 +236,7 @@ func dial(ctx context.Context, u string) (*websocket.Conn, error) {
 		return nil, err
 	}
 	c.SetReadLimit(readLimit)
+	c.SetFragmentLimit(fragmentLimit)
 	return c, nil
 }
 
