@@ -98,6 +98,7 @@ func serve(ln net.Listener) error {
 		// Bound how long a client may take to send its handshake; an
 		// upgraded connection is no longer subject to it.
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    16 << 10,
 	}
 	return srv.Serve(ln)
 }
