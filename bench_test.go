@@ -105,6 +105,47 @@ func BenchmarkMessage(b *testing.B) {
 	}
 }
 
+// BenchmarkEcho measures round trips: the client writes a message, the
+// server reads it whole and writes it back, the client reads the echo. The
+// reader is idle when each message arrives, as on most real connections.
+func BenchmarkEcho(b *testing.B) {
+	for _, n := range []int{16, 1 << 10, 16 << 10} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			server, client := pipePair(b, extensions{}, extensions{})
+			ctx := context.Background()
+			go func() {
+				buf := make([]byte, n)
+				for {
+					typ, r, err := server.Reader(ctx)
+					if err != nil {
+						return
+					}
+					m, _ := io.ReadFull(r, buf)
+					if server.Write(ctx, typ, buf[:m]) != nil {
+						return
+					}
+				}
+			}()
+			msg := make([]byte, n)
+			buf := make([]byte, n)
+			b.SetBytes(int64(n))
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				if err := client.Write(ctx, MessageBinary, msg); err != nil {
+					b.Fatal(err)
+				}
+				_, r, err := client.Reader(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(r, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkIdleConnMemory opens connections, exchanges one message each
 // way on each, leaves a goroutine blocked reading on both ends, as servers
 // and clients idle, and reports heap and goroutine stack per connection

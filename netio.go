@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -32,16 +33,25 @@ var readBuffers = sync.Pool{New: func() any {
 // inside the Conn and borrows a large buffer from a pool only while data
 // arrives faster than the small one holds.
 type readBuffer struct {
-	src   io.Reader
-	buf   []byte // small[:] or *big; the data is buf[r:w]
-	r, w  int
-	big   *[]byte
-	small [smallReadSize]byte
+	src     io.Reader
+	raw     syscall.RawConn // src's socket, to wait for data holding no buffer; nil if not a socket
+	rawRead func(fd uintptr) bool
+	rawErr  error
+	buf     []byte // small[:] or *big; the data is buf[r:w]
+	r, w    int
+	big     *[]byte
+	small   [smallReadSize]byte
 }
 
 // init starts the buffer with bytes already read from src.
 func (b *readBuffer) init(src io.Reader, buffered []byte) {
 	b.src = src
+	b.raw = nil
+	if sc, ok := src.(syscall.Conn); ok && canReadWhenReady {
+		if raw, err := sc.SyscallConn(); err == nil {
+			b.raw = raw
+		}
+	}
 	b.buf = b.small[:]
 	if len(buffered) > len(b.buf) {
 		b.borrow()
@@ -84,6 +94,12 @@ func (b *readBuffer) fill(n int) error {
 		if b.r > 0 && len(b.buf)-b.r < n {
 			b.w = copy(b.buf, b.buf[b.r:b.w])
 			b.r = 0
+		}
+		if b.r == b.w && b.big == nil && b.raw != nil {
+			if err := b.readWhenReady(); err != nil {
+				return err
+			}
+			continue
 		}
 		room := len(b.buf) - b.w
 		m, err := b.src.Read(b.buf[b.w:])

@@ -1,0 +1,56 @@
+//go:build unix
+
+package websocket
+
+import (
+	"io"
+	"os"
+	"syscall"
+)
+
+// canReadWhenReady says that readWhenReady works here.
+const canReadWhenReady = true
+
+// readWhenReady reads from the socket without holding a buffer while it
+// waits: the runtime's poller calls back once the socket is readable, and
+// only then is a large buffer taken from the pool and filled, with one
+// system call. An idle connection therefore costs no buffer, and a message
+// that arrives costs one read however large it is (up to the buffer).
+// b must be empty.
+func (b *readBuffer) readWhenReady() error {
+	if b.rawRead == nil {
+		// Made once: a closure made per read would be allocated per read.
+		b.rawRead = func(fd uintptr) bool {
+			buf := readBuffers.Get().(*[]byte)
+			var n int
+			var err error
+			for {
+				n, err = syscall.Read(int(fd), *buf)
+				if err != syscall.EINTR {
+					break
+				}
+			}
+			if err == syscall.EAGAIN {
+				// Not readable after all: wait, holding nothing.
+				readBuffers.Put(buf)
+				return false
+			}
+			b.big, b.buf, b.r, b.w, b.rawErr = buf, *buf, 0, max(n, 0), err
+			return true
+		}
+	}
+	err := b.raw.Read(b.rawRead)
+	if err == nil && b.rawErr != nil {
+		err = os.NewSyscallError("read", b.rawErr)
+	}
+	b.rawErr = nil
+	if err == nil && b.w == 0 {
+		err = io.EOF
+	}
+	if err != nil {
+		// The poller's own errors (a deadline, a closed socket) or the
+		// read's.
+		b.release()
+	}
+	return err
+}
