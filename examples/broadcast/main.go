@@ -18,7 +18,9 @@
 // A tick is encoded and framed once ([websocket.NewPreparedMessage]) and
 // written to every client ([websocket.Conn.WritePrepared]) from the client's
 // own bounded queue by its own goroutine; a client whose queue is full is
-// too slow, and is dropped with status 1008 rather than waited for.
+// too slow, and is dropped with status 1008 rather than waited for. When the
+// server stops, a [websocket.Group] says goodbye to every client with
+// status 1001.
 package main
 
 import (
@@ -121,12 +123,14 @@ func serve(ctx context.Context, ln net.Listener, s *server) error {
 	}
 	stopTicks()
 	<-ticking
-	// Shutdown does not wait for hijacked connections: the server says
-	// goodbye to its clients itself.
+	// Server.Shutdown stops accepting and waits for page requests in
+	// flight, but it neither closes nor waits for WebSocket connections,
+	// which net/http no longer tracks once upgraded: the Group closes
+	// them with 1001 and waits for their closing handshakes.
 	shutCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(shutCtx)
-	if cerr := s.close(shutCtx); err == nil {
+	if cerr := s.conns.Shutdown(shutCtx); err == nil {
 		err = cerr
 	}
 	return err

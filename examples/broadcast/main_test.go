@@ -87,7 +87,11 @@ func TestFanOut(t *testing.T) {
 	const interval = 10 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s := newServer(interval, defaultQueueSize)
+	// A queue that holds every tick: this test is about order and timing,
+	// and on a machine busy enough to starve a writer goroutine for the
+	// default queue's 320ms the client would be dropped
+	// (TestSlowClientIsDropped).
+	s := newServer(interval, ticks)
 	url := startServer(t, s)
 	conns := make([]*websocket.Conn, clients)
 	for i := range conns {
@@ -241,6 +245,52 @@ func TestSlowClientIsDropped(t *testing.T) {
 		break
 	}
 	closeAll(fast)
+}
+
+// Stopping the server closes every client's connection with 1001 and
+// waits for the closing handshakes: the clients see the server go away, not
+// a broken connection, and serve returns once none is left.
+func TestShutdown(t *testing.T) {
+	const clients = 10
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newServer(5*time.Millisecond, defaultQueueSize)
+	srvCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	served := make(chan error, 1)
+	go func() { served <- serve(srvCtx, ln, s) }()
+	url := "ws://" + ln.Addr().String() + "/ws"
+
+	ended := make(chan error, clients)
+	for range clients {
+		c := dial(ctx, t, url)
+		go func() {
+			for {
+				if _, _, err := c.Read(ctx); err != nil {
+					ended <- err
+					return
+				}
+			}
+		}()
+	}
+	waitClients(ctx, t, s, clients)
+	stop()
+	if err := <-served; err != nil {
+		t.Fatalf("serve: %v", err)
+	}
+	for range clients {
+		var ce websocket.CloseError
+		if err := <-ended; !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway {
+			t.Errorf("a client's connection ended with %v; want close 1001", err)
+		}
+	}
+	if n := s.conns.Len(); n != 0 {
+		t.Errorf("%d connections left after shutdown", n)
+	}
 }
 
 // The load mode, against a server of its own, reports that its clients

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"math"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"sync"
 	"time"
@@ -44,10 +46,12 @@ type server struct {
 	queueSize int
 	quotes    []quote // owned by run
 
+	// conns holds every connection, so that shutting the server down can
+	// say goodbye to each (see serve).
+	conns websocket.Group
+
 	mu      sync.Mutex
 	clients map[*client]struct{}
-	closing bool
-	running sync.WaitGroup // client connections being served
 }
 
 // client is one connection receiving ticks.
@@ -139,6 +143,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered with an HTTP error.
 	}
 	defer c.CloseNow()
+	// From here on, a server shutting down closes the connection with
+	// 1001, or at once if it is already shutting down.
+	s.conns.Add(c)
 	c.SetKeepAlive(keepAliveInterval, keepAliveTimeout)
 	// The client has nothing to say: a goroutine reads for us, answering
 	// pings and the Close frame. Its context is done when the connection
@@ -146,11 +153,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := c.CloseRead(context.Background())
 
 	cl := &client{queue: make(chan *websocket.PreparedMessage, s.queueSize), kicked: make(chan struct{})}
-	if !s.add(cl) {
-		c.Close(websocket.StatusGoingAway, "the server is shutting down")
-		return
-	}
-	defer s.running.Done()
+	s.add(cl)
 	defer s.remove(cl)
 	for {
 		// Being dropped wins over writing what is queued.
@@ -170,6 +173,12 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			wctx, cancel := context.WithTimeout(ctx, writeTimeout)
 			err := c.WritePrepared(wctx, pm)
 			cancel()
+			if errors.Is(err, net.ErrClosed) {
+				// The connection is closing: the server, shutting
+				// down, sent a Close frame. Let the closing
+				// handshake finish before the deferred CloseNow.
+				<-ctx.Done()
+			}
 			if err != nil {
 				return
 			}
@@ -177,42 +186,15 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// add registers cl for ticks; it reports false if the server is closing.
-func (s *server) add(cl *client) bool {
+// add registers cl for ticks.
+func (s *server) add(cl *client) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing {
-		return false
-	}
-	s.running.Add(1)
 	s.clients[cl] = struct{}{}
-	return true
 }
 
 func (s *server) remove(cl *client) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.clients, cl)
-}
-
-// close drops every client with status 1001 (going away), refuses new
-// ones, and waits until their connections are done or ctx is.
-func (s *server) close(ctx context.Context) error {
-	s.mu.Lock()
-	s.closing = true
-	for cl := range s.clients {
-		s.dropLocked(cl, websocket.StatusGoingAway, "the server is shutting down")
-	}
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		s.running.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

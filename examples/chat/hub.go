@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -61,11 +63,13 @@ type post struct {
 type hub struct {
 	queueSize int
 
+	// conns holds every connection, so that shutting the server down can
+	// say goodbye to each (see main).
+	conns websocket.Group
+
 	mu      sync.Mutex
 	members map[*member]struct{}
 	seq     uint64 // of the last event
-	closing bool
-	running sync.WaitGroup // member connections being served
 }
 
 // member is one connection in the room.
@@ -97,6 +101,9 @@ func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return // Accept has answered with an HTTP error.
 	}
 	defer c.CloseNow()
+	// From here on, a server shutting down closes the connection with
+	// 1001, or at once if it is already shutting down.
+	h.conns.Add(c)
 	name, ok := validName(r.URL.Query().Get("name"))
 	if !ok {
 		c.Close(statusBadName, fmt.Sprintf("a name is 1 to %d printable characters", maxNameLen))
@@ -110,11 +117,7 @@ func (h *hub) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		queue:  make(chan *websocket.PreparedMessage, h.queueSize),
 		kicked: make(chan struct{}),
 	}
-	if !h.join(m) {
-		c.Close(websocket.StatusGoingAway, "the server is shutting down")
-		return
-	}
-	defer h.running.Done()
+	h.join(m)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	written := make(chan struct{})
@@ -159,7 +162,7 @@ func (h *hub) readLoop(c *websocket.Conn, m *member) error {
 // connection, until ctx is done or the room disconnects the member.
 func (m *member) writeLoop(ctx context.Context, c *websocket.Conn) {
 	if err := write(ctx, c, websocket.NewPreparedMessage(websocket.MessageText, m.welcome)); err != nil {
-		c.CloseNow()
+		writeFailed(c, err)
 		return
 	}
 	for {
@@ -178,11 +181,19 @@ func (m *member) writeLoop(ctx context.Context, c *websocket.Conn) {
 		case <-m.kicked:
 		case pm := <-m.queue:
 			if err := write(ctx, c, pm); err != nil {
-				// The reader then fails and the member leaves.
-				c.CloseNow()
+				writeFailed(c, err)
 				return
 			}
 		}
+	}
+}
+
+// writeFailed ends a connection that a write failed on; the reader then
+// fails and the member leaves. A connection already closing (the server
+// shutting down sent a Close frame) is left to finish its closing handshake.
+func writeFailed(c *websocket.Conn, err error) {
+	if !errors.Is(err, net.ErrClosed) {
+		c.CloseNow()
 	}
 }
 
@@ -194,14 +205,10 @@ func write(ctx context.Context, c *websocket.Conn, pm *websocket.PreparedMessage
 }
 
 // join adds m to the room: it prepares m's welcome and tells everyone,
-// m included, that m joined. It reports false if the room is closing.
-func (h *hub) join(m *member) bool {
+// m included, that m joined.
+func (h *hub) join(m *member) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closing {
-		return false
-	}
-	h.running.Add(1)
 	welcome := event{Type: "welcome", Seq: h.seq, Name: m.name, Members: []string{}}
 	for other := range h.members {
 		welcome.Members = append(welcome.Members, other.name)
@@ -209,7 +216,6 @@ func (h *hub) join(m *member) bool {
 	m.welcome = encode(welcome)
 	h.members[m] = struct{}{}
 	h.broadcastLocked(event{Type: "join", Name: m.name})
-	return true
 }
 
 // leave removes m from the room, if it is still there, and tells everyone.
@@ -262,28 +268,6 @@ func (h *hub) kickLocked(m *member, code websocket.StatusCode, reason string) {
 	delete(h.members, m)
 	m.code, m.reason = code, reason
 	close(m.kicked)
-}
-
-// close disconnects every member with status 1001 (going away), refuses
-// newcomers, and waits until the members' connections are done or ctx is.
-func (h *hub) close(ctx context.Context) error {
-	h.mu.Lock()
-	h.closing = true
-	for m := range h.members {
-		h.kickLocked(m, websocket.StatusGoingAway, "the server is shutting down")
-	}
-	h.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		h.running.Wait()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // encode returns ev as JSON.

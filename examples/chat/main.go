@@ -10,7 +10,9 @@
 // encoded and framed once ([websocket.NewPreparedMessage]) and written to
 // every member ([websocket.Conn.WritePrepared]) by that member's own writer
 // goroutine from a bounded queue, so a member too slow to keep up is
-// disconnected with status 1008 instead of stalling the room. Messages are
+// disconnected with status 1008 instead of stalling the room. When the
+// server stops, a [websocket.Group] says goodbye to every member with
+// status 1001. Messages are
 // JSON, limited to 4 KiB; names are limited to 24 characters; dead peers are
 // found by keepalive pings; the library's same-origin check stays on.
 package main
@@ -54,14 +56,24 @@ func main() {
 		log.Fatal(err)
 	case <-ctx.Done():
 	}
-	// Shutdown does not wait for hijacked connections: the room says
-	// goodbye to its members itself.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	srv.Shutdown(ctx)
-	if err := h.close(ctx); err != nil {
+	if err := shutdown(ctx, srv, h); err != nil {
 		log.Printf("chat: %v", err)
 	}
+}
+
+// shutdown stops the server: it stops accepting connections and waits for
+// page requests in flight, then closes the members' connections with 1001
+// (going away) and waits for their closing handshakes, until ctx is done.
+// Server.Shutdown alone would neither close nor wait for WebSocket
+// connections, which net/http no longer tracks once upgraded.
+func shutdown(ctx context.Context, srv *http.Server, h *hub) error {
+	err := srv.Shutdown(ctx)
+	if gerr := h.conns.Shutdown(ctx); err == nil {
+		err = gerr
+	}
+	return err
 }
 
 // newServer returns the chat server: the page at /, its assets under

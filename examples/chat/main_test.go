@@ -47,10 +47,9 @@ func startChat(t *testing.T, queueSize int, extra func(mux *http.ServeMux)) (*hu
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := h.close(ctx); err != nil {
-			t.Errorf("closing the room: %v", err)
+		if err := shutdown(ctx, srv, h); err != nil {
+			t.Errorf("shutting down: %v", err)
 		}
-		srv.Close()
 		<-done
 	})
 	return h, ln.Addr().String()
@@ -297,6 +296,53 @@ func TestSlowMemberIsDisconnected(t *testing.T) {
 	fast[1].expect(ctx, "leave", "fast0")
 	if err := fast[1].c.Close(websocket.StatusNormalClosure, ""); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Shutting the server down closes every member's connection with 1001
+// and waits for the closing handshakes: the members see the room go away,
+// not a broken connection, and none is left.
+func TestShutdown(t *testing.T) {
+	const members = 10
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHub(defaultQueueSize)
+	srv := newServer(h)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	addr := ln.Addr().String()
+
+	ended := make(chan error, members)
+	for i := range members {
+		cl := join(ctx, t, addr, fmt.Sprintf("m%d", i), nil)
+		cl.expect(ctx, "welcome", cl.name)
+		go func() {
+			for {
+				if _, err := cl.next(ctx); err != nil {
+					ended <- err
+					return
+				}
+			}
+		}()
+	}
+	if err := shutdown(ctx, srv, h); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		t.Errorf("Serve returned %v", err)
+	}
+	for range members {
+		var ce websocket.CloseError
+		if err := <-ended; !errors.As(err, &ce) || ce.Code != websocket.StatusGoingAway {
+			t.Errorf("a member's connection ended with %v; want close 1001", err)
+		}
+	}
+	if n := h.conns.Len(); n != 0 {
+		t.Errorf("%d connections left after shutdown", n)
 	}
 }
 
