@@ -1,0 +1,447 @@
+// Package thirdparty compares duplex with other Go WebSocket libraries: one
+// echo server per library, each in its own process, driven by one load
+// generator that speaks the protocol over raw TCP and favours none of them.
+// See README.md for how to run it and what each row of the table measures.
+package thirdparty
+
+import (
+	"bufio"
+	"compress/flate"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+
+	"github.com/coder/websocket"
+	duplex "github.com/duplex-go/websocket"
+	"github.com/gobwas/ws"
+	"github.com/gobwas/ws/wsflate"
+	"github.com/gobwas/ws/wsutil"
+	gorilla "github.com/gorilla/websocket"
+	"github.com/lxzan/gws"
+)
+
+// readLimit is the largest message every server accepts.
+const readLimit = 2 << 20
+
+// libraries lists the servers in the order the table shows them; gorilla
+// comes first as the baseline the others are divided by.
+var libraries = []string{"gorilla", "duplex", "coder", "gobwas", "gws"}
+
+// servers starts an echo server for each library. duplex-bgctx is not in
+// the table: it is duplex with context.Background() instead of the
+// request's context, to show what per-call context handling costs.
+var servers = map[string]func(serverOptions) (*server, error){
+	"duplex":       func(o serverOptions) (*server, error) { return startDuplex(o, false) },
+	"duplex-bgctx": func(o serverOptions) (*server, error) { return startDuplex(o, true) },
+	"gorilla":      startGorilla,
+	"coder":        startCoder,
+	"gobwas":       startGobwas,
+	"gws":          startGws,
+}
+
+// serverOptions is what the echo servers have in common.
+type serverOptions struct {
+	// deflate enables permessage-deflate without context takeover.
+	deflate bool
+	// report is called with every error that ends a connection other than
+	// the peer's Close frame with status 1000.
+	report func(error)
+}
+
+// server is a running echo server.
+type server struct {
+	addr string
+	stop func() // closes the listener and every connection
+}
+
+// echoBuffers holds the buffers the servers read a message into before
+// writing it back, so that an idle connection keeps none.
+var echoBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, 4<<10)
+	return &b
+}}
+
+// readMessage reads r to its end into *bp, growing it as needed.
+func readMessage(bp *[]byte, r io.Reader) error {
+	b := (*bp)[:0]
+	defer func() { *bp = b }()
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// connSet tracks connections so that stop can close them.
+type connSet struct {
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+	done  bool
+}
+
+func (s *connSet) add(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done {
+		return false
+	}
+	if s.conns == nil {
+		s.conns = make(map[net.Conn]struct{})
+	}
+	s.conns[c] = struct{}{}
+	return true
+}
+
+func (s *connSet) remove(c net.Conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	s.done = true
+	conns := s.conns
+	s.conns = nil
+	s.mu.Unlock()
+	for c := range conns {
+		c.Close()
+	}
+}
+
+// serveHTTP serves h with a default net/http server on a loopback port.
+// Hijacked connections are tracked so that stop closes them too.
+func serveHTTP(h http.Handler) (*server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	var conns connSet
+	srv := &http.Server{
+		Handler: h,
+		// Panics in handlers and accept errors show up in the child's
+		// stderr, which the parent prints when a measurement fails.
+		ErrorLog: log.New(os.Stderr, "http: ", 0),
+		ConnState: func(c net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateHijacked:
+				if !conns.add(c) {
+					c.Close()
+				}
+			case http.StateClosed:
+				conns.remove(c)
+			}
+		},
+	}
+	go srv.Serve(ln)
+	return &server{
+		addr: ln.Addr().String(),
+		stop: func() {
+			srv.Close()
+			conns.closeAll()
+		},
+	}, nil
+}
+
+// startDuplex reads each message through Conn.Reader into a pooled buffer
+// and writes it back with Conn.Write: the allocation-free path duplex's
+// benchmarks use. Calls take the request's context, as in the package
+// example, unless background is set.
+func startDuplex(o serverOptions, background bool) (*server, error) {
+	opts := &duplex.AcceptOptions{}
+	if o.deflate {
+		opts.Compression = &duplex.CompressionOptions{}
+	}
+	return serveHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := duplex.Accept(w, r, opts)
+		if err != nil {
+			o.report(err)
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(readLimit)
+		ctx := r.Context()
+		if background {
+			ctx = context.Background()
+		}
+		for {
+			typ, rd, err := c.Reader(ctx)
+			if err != nil {
+				if duplex.CloseStatus(err) != duplex.StatusNormalClosure {
+					o.report(err)
+				}
+				return
+			}
+			bp := echoBuffers.Get().(*[]byte)
+			err = readMessage(bp, rd)
+			if err == nil {
+				err = c.Write(ctx, typ, *bp)
+			}
+			echoBuffers.Put(bp)
+			if err != nil {
+				o.report(err)
+				return
+			}
+		}
+	}))
+}
+
+// startGorilla reads with NextReader into a pooled buffer and writes with
+// WriteMessage, with the Upgrader's default buffers (it reuses net/http's).
+func startGorilla(o serverOptions) (*server, error) {
+	up := &gorilla.Upgrader{EnableCompression: o.deflate}
+	return serveHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			o.report(err)
+			return
+		}
+		defer c.Close()
+		c.SetReadLimit(readLimit)
+		for {
+			typ, rd, err := c.NextReader()
+			if err != nil {
+				if !gorilla.IsCloseError(err, gorilla.CloseNormalClosure) {
+					o.report(err)
+				}
+				return
+			}
+			bp := echoBuffers.Get().(*[]byte)
+			err = readMessage(bp, rd)
+			if err == nil {
+				err = c.WriteMessage(typ, *bp)
+			}
+			echoBuffers.Put(bp)
+			if err != nil {
+				o.report(err)
+				return
+			}
+		}
+	}))
+}
+
+// startCoder reads with Conn.Reader into a pooled buffer and writes with
+// Conn.Write.
+func startCoder(o serverOptions) (*server, error) {
+	opts := &websocket.AcceptOptions{}
+	if o.deflate {
+		opts.CompressionMode = websocket.CompressionNoContextTakeover
+	}
+	return serveHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, opts)
+		if err != nil {
+			o.report(err)
+			return
+		}
+		defer c.CloseNow()
+		c.SetReadLimit(readLimit)
+		ctx := r.Context()
+		for {
+			typ, rd, err := c.Reader(ctx)
+			if err != nil {
+				if websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+					o.report(err)
+				}
+				return
+			}
+			bp := echoBuffers.Get().(*[]byte)
+			err = readMessage(bp, rd)
+			if err == nil {
+				err = c.Write(ctx, typ, *bp)
+			}
+			echoBuffers.Put(bp)
+			if err != nil {
+				o.report(err)
+				return
+			}
+		}
+	}))
+}
+
+// startGobwas uses gobwas's own fast path: a plain listener and its
+// zero-copy ws.Upgrader instead of net/http, then wsutil's Reader and
+// Writer as its README and Autobahn server do. The reader's source is a
+// 4 KiB bufio.Reader (gorilla's and gws's default read buffer): wsutil
+// reads a header in two small reads, which would be two system calls on a
+// bare socket. Compression follows the wsflate example, with
+// compress/flate at BestSpeed like the other libraries.
+func startGobwas(o serverOptions) (*server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	var conns connSet
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			if !conns.add(nc) {
+				nc.Close()
+				continue
+			}
+			go func() {
+				defer conns.remove(nc)
+				defer nc.Close()
+				if err := gobwasEcho(nc, o.deflate); err != nil {
+					o.report(err)
+				}
+			}()
+		}
+	}()
+	return &server{
+		addr: ln.Addr().String(),
+		stop: func() {
+			ln.Close()
+			conns.closeAll()
+		},
+	}, nil
+}
+
+// gobwasEcho upgrades nc and echoes messages until the peer closes.
+func gobwasEcho(nc net.Conn, deflate bool) error {
+	var ext wsflate.Extension
+	var u ws.Upgrader
+	if deflate {
+		ext.Parameters = wsflate.Parameters{
+			ServerNoContextTakeover: true,
+			ClientNoContextTakeover: true,
+		}
+		u.Negotiate = ext.Negotiate
+	}
+	if _, err := u.Upgrade(nc); err != nil {
+		return err
+	}
+	state := ws.StateServerSide
+	_, compressed := ext.Accepted()
+	if compressed {
+		state |= ws.StateExtended
+	}
+	control := wsutil.ControlFrameHandler(nc, state)
+	var msg wsflate.MessageState
+	rd := &wsutil.Reader{
+		Source:         bufio.NewReaderSize(nc, 4<<10),
+		State:          state,
+		OnIntermediate: control,
+		MaxMessageSize: readLimit,
+	}
+	wr := wsutil.NewWriter(nc, state, 0)
+	if compressed {
+		rd.Extensions = []wsutil.RecvExtension{&msg}
+		wr.SetExtensions(&msg)
+	}
+	var fr *wsflate.Reader
+	var fw *wsflate.Writer
+	for {
+		h, err := rd.NextFrame()
+		if err != nil {
+			return err
+		}
+		if h.OpCode.IsControl() {
+			if err := control(h, rd); err != nil {
+				var ce wsutil.ClosedError
+				if errors.As(err, &ce) && ce.Code == ws.StatusNormalClosure {
+					return nil
+				}
+				return err
+			}
+			continue
+		}
+		var src io.Reader = rd
+		if msg.IsCompressed() {
+			if fr == nil {
+				fr = wsflate.NewReader(nil, func(r io.Reader) wsflate.Decompressor {
+					return flate.NewReader(r)
+				})
+			}
+			fr.Reset(rd)
+			src = fr
+		}
+		bp := echoBuffers.Get().(*[]byte)
+		err = readMessage(bp, io.LimitReader(src, readLimit+1))
+		if err == nil && len(*bp) > readLimit {
+			err = fmt.Errorf("message larger than %d bytes", readLimit)
+		}
+		if err == nil {
+			wr.ResetOp(h.OpCode)
+			if msg.IsCompressed() {
+				if fw == nil {
+					fw = wsflate.NewWriter(nil, func(w io.Writer) wsflate.Compressor {
+						f, _ := flate.NewWriter(w, flate.BestSpeed)
+						return f
+					})
+				}
+				fw.Reset(wr)
+				if _, err = fw.Write(*bp); err == nil {
+					err = fw.Close()
+				}
+			} else {
+				_, err = wr.Write(*bp)
+			}
+		}
+		if err == nil {
+			err = wr.Flush()
+		}
+		echoBuffers.Put(bp)
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// startGws uses gws's event API as its examples/echo server does: an
+// Upgrader under net/http, ReadLoop in a goroutine of its own, and
+// OnMessage writing the message back. ParallelEnabled stays off (its
+// default, and what examples/echo uses), so a connection's messages are
+// handled in order on its read goroutine.
+func startGws(o serverOptions) (*server, error) {
+	opts := &gws.ServerOption{ReadMaxPayloadSize: readLimit}
+	if o.deflate {
+		opts.PermessageDeflate = gws.PermessageDeflate{Enabled: true}
+	}
+	up := gws.NewUpgrader(&gwsEcho{report: o.report}, opts)
+	return serveHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		socket, err := up.Upgrade(w, r)
+		if err != nil {
+			o.report(err)
+			return
+		}
+		go socket.ReadLoop()
+	}))
+}
+
+type gwsEcho struct {
+	gws.BuiltinEventHandler
+	report func(error)
+}
+
+func (e *gwsEcho) OnMessage(socket *gws.Conn, message *gws.Message) {
+	defer message.Close()
+	_ = socket.WriteMessage(message.Opcode, message.Bytes())
+}
+
+func (e *gwsEcho) OnClose(socket *gws.Conn, err error) {
+	var ce *gws.CloseError
+	if errors.As(err, &ce) && ce.Code == 1000 {
+		return
+	}
+	e.report(err)
+}
