@@ -238,8 +238,8 @@ func (c *Conn) writeClose(ctx context.Context, code StatusCode, reason string) e
 func (c *Conn) awaitPeerClose(ctx context.Context) error {
 	if c.readLock.tryLock() {
 		defer c.readLock.unlock()
-		stop := c.readDeadline.begin(ctx)
-		defer c.readDeadline.end(stop)
+		c.readDeadline.begin(ctx)
+		defer c.readDeadline.end()
 		// Data messages still arriving are read and dropped: once we
 		// have sent Close, the application is done with them.
 		for c.rd.err == nil {

@@ -281,6 +281,8 @@ func (c *Conn) teardown() {
 		close(c.closed)
 		_ = c.nc.Close()
 		c.stopKeepAlive()
+		c.readDeadline.release()
+		c.writeDeadline.release()
 		if f := c.afterClose.Load(); f != nil {
 			(*f)()
 		}
@@ -295,8 +297,8 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 		return 0, nil, err
 	}
 	defer c.readLock.unlock()
-	stop := c.readDeadline.begin(ctx)
-	defer c.readDeadline.end(stop)
+	c.readDeadline.begin(ctx)
+	defer c.readDeadline.end()
 	typ, err := c.nextMessage(ctx)
 	if err != nil {
 		return 0, nil, err
@@ -342,8 +344,8 @@ func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 		return 0, nil, err
 	}
 	defer c.readLock.unlock()
-	stop := c.readDeadline.begin(ctx)
-	defer c.readDeadline.end(stop)
+	c.readDeadline.begin(ctx)
+	defer c.readDeadline.end()
 	typ, err := c.nextMessage(ctx)
 	if err != nil {
 		return 0, nil, err
@@ -594,8 +596,8 @@ func (r *messageReader) Read(p []byte) (int, error) {
 		}
 		return 0, io.EOF
 	}
-	stop := c.readDeadline.begin(r.ctx)
-	defer c.readDeadline.end(stop)
+	c.readDeadline.begin(r.ctx)
+	defer c.readDeadline.end()
 	return r.read(r.ctx, p)
 }
 
@@ -704,7 +706,7 @@ func (c *Conn) writeWire(ctx context.Context, h Header, payload, wire []byte) er
 		h.MaskKey = newMaskKey()
 		wire = nil
 	}
-	stop := c.writeDeadline.begin(ctx)
+	c.writeDeadline.begin(ctx)
 	var n int
 	var err error
 	if wire != nil {
@@ -712,7 +714,7 @@ func (c *Conn) writeWire(ctx context.Context, h Header, payload, wire []byte) er
 	} else {
 		n, err = c.writeFrameTo(h, payload)
 	}
-	c.writeDeadline.end(stop)
+	c.writeDeadline.end()
 	if err == nil {
 		return nil
 	}

@@ -175,6 +175,13 @@ var aLongTimeAgo = time.Unix(1, 0)
 // deadline combines a deadline the caller set on the Conn with the contexts
 // of individual operations, for one direction of the net.Conn. An operation
 // calls begin before its I/O and end after it.
+//
+// A context that is cancelled must unblock the I/O, which takes a
+// [context.AfterFunc]. Registering one per operation would cost an
+// allocation and a lock on the parent context every time, so the
+// registration is kept for as long as operations come with contexts that
+// share a Done channel (the same context, or values derived from it, as a
+// handler's read loop has), and only armed and disarmed per operation.
 type deadline struct {
 	set func(time.Time) error
 
@@ -182,7 +189,11 @@ type deadline struct {
 	user    time.Time // from SetReadDeadline or SetWriteDeadline
 	applied time.Time // what the net.Conn has now
 	armed   bool      // an operation is under way
-	op      uint64    // counts operations, so a late cancellation finds its own
+
+	done   <-chan struct{} // the Done channel watched, or nil
+	stop   func() bool     // stops watching it
+	watch  uint64          // counts registrations, so a stale one finds out
+	closed bool            // release was called: register nothing more
 }
 
 func (d *deadline) init(set func(time.Time) error) { d.set = set }
@@ -194,48 +205,71 @@ func (d *deadline) setUser(t time.Time) error {
 	return d.set(t)
 }
 
-// begin applies the earlier of the caller's deadline and ctx's, and arranges
-// for a cancelled ctx to unblock the I/O by moving the deadline into the
+// begin applies the earlier of the caller's deadline and ctx's, and makes
+// sure a cancelled ctx unblocks the I/O by moving the deadline into the
 // past, as net/http and crypto/tls do. The net.Conn deadline is only touched
-// when it changes, so steady-state I/O with a background context costs
-// nothing here.
-func (d *deadline) begin(ctx context.Context) (stop func() bool) {
+// when it changes, so steady-state I/O costs a lock and no allocation.
+func (d *deadline) begin(ctx context.Context) {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	t := d.user
 	if dl, ok := ctx.Deadline(); ok && (t.IsZero() || dl.Before(t)) {
 		t = dl
+	}
+	if ctx.Err() != nil {
+		t = aLongTimeAgo
 	}
 	if !t.Equal(d.applied) {
 		_ = d.set(t)
 		d.applied = t
 	}
 	d.armed = true
-	d.op++
-	op := d.op
-	d.mu.Unlock()
-	if ctx.Done() == nil {
-		return nil
-	}
-	return context.AfterFunc(ctx, func() {
-		d.mu.Lock()
-		// The operation this was for may be over, and another begun.
-		if d.armed && d.op == op {
-			_ = d.set(aLongTimeAgo)
-			d.applied = aLongTimeAgo
+	if done := ctx.Done(); done != d.done {
+		// A new context: a cancellation of the one watched so far,
+		// even one that is firing now, no longer concerns us.
+		if d.stop != nil {
+			d.stop()
+			d.stop = nil
 		}
-		d.mu.Unlock()
-	})
+		d.done = done
+		d.watch++
+		if done != nil && !d.closed {
+			watch := d.watch
+			d.stop = context.AfterFunc(ctx, func() { d.cancelled(watch) })
+		}
+	}
 }
 
-// end disarms what begin set up. A cancellation that fires after end does
-// not touch the net.Conn.
-func (d *deadline) end(stop func() bool) {
-	if stop != nil {
-		stop()
+// cancelled moves the deadline into the past when the context of
+// registration watch is done while an operation under it is under way.
+// An operation that begins later sees the context done itself.
+func (d *deadline) cancelled(watch uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.armed && d.watch == watch {
+		_ = d.set(aLongTimeAgo)
+		d.applied = aLongTimeAgo
 	}
+}
+
+// end disarms what begin set up. A cancellation that comes after end does
+// not touch the net.Conn.
+func (d *deadline) end() {
 	d.mu.Lock()
 	d.armed = false
 	d.mu.Unlock()
+}
+
+// release stops watching a context, so that a long-lived context does not
+// keep a closed connection in memory.
+func (d *deadline) release() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	if d.stop != nil {
+		d.stop()
+		d.stop = nil
+	}
 }
 
 // contextError returns the context's error for an I/O error that the
