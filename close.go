@@ -194,11 +194,16 @@ const (
 // close it first, as §7.1.1 asks). Messages that writers completed before
 // Close was called are delivered before the Close frame.
 //
-// If no goroutine is reading, Close reads and discards incoming messages
-// until the peer's Close frame arrives. It returns nil when the handshake
-// completed, and an error saying what went wrong otherwise; the connection
-// is closed either way. Calling Close on a closed connection returns an
-// error wrapping [net.ErrClosed].
+// Close reads on behalf of the application while no goroutine is reading.
+// A data message that arrives is left for a moment for the application's
+// read loop, if it is between two reads, to take; if nobody takes it, Close
+// discards it and every message after it until the peer's Close frame. It
+// returns nil when the handshake completed, and an error saying what went
+// wrong otherwise; the connection is closed either way.
+//
+// Calling Close again while a Close is under way waits for that one to
+// finish, without cutting its handshake short, and returns an error
+// wrapping [net.ErrClosed], as does Close on a closed connection.
 //
 // The reason must be valid UTF-8 of at most 123 bytes, and the code one that
 // may be sent: 1000–1003, 1007–1014 or 3000–4999.
@@ -208,6 +213,14 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), closeHandshakeTimeout)
 	defer cancel()
+	if !c.closing.CompareAndSwap(false, true) {
+		select {
+		case <-c.closed:
+		case <-ctx.Done():
+			c.teardown()
+		}
+		return errCloseAgain
+	}
 	if err := c.writeClose(ctx, code, reason); err != nil {
 		c.teardown()
 		return err
@@ -216,6 +229,8 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 	c.teardown()
 	return err
 }
+
+var errCloseAgain = fmt.Errorf("websocket: Close called on a connection already closed or closing: %w", net.ErrClosed)
 
 // CloseNow closes the TCP connection without a closing handshake. Blocked
 // reads and writes return at once. It is safe to call more than once and
@@ -232,29 +247,88 @@ func (c *Conn) writeClose(ctx context.Context, code StatusCode, reason string) e
 	return c.writeControl(ctx, OpClose, appendClosePayload(buf[:0], code, reason))
 }
 
+// handOverWait is how long Close, reading in the application's stead,
+// leaves a data message for the application's read loop to take before it
+// concludes that nobody reads and discards it.
+const handOverWait = 100 * time.Millisecond
+
 // awaitPeerClose waits, until ctx is done, for the peer's Close frame after
-// ours was sent. When no other goroutine is reading it reads itself,
-// discarding data messages.
+// ours was sent. Whenever no goroutine is reading it reads itself, up to
+// the next data message, which it holds for the application (see Close).
+// A message the application does not take, or stops reading, for
+// handOverWait is discarded with everything after it.
 func (c *Conn) awaitPeerClose(ctx context.Context) error {
-	if c.readLock.tryLock() {
-		defer c.readLock.unlock()
-		c.readDeadline.begin(ctx)
-		defer c.readDeadline.end()
-		// Data messages still arriving are read and dropped: once we
-		// have sent Close, the application is done with them.
-		for c.rd.err == nil {
-			if _, err := c.nextMessage(ctx); err != nil {
-				break
-			}
+	var (
+		handOver *time.Timer
+		waiting  bool         // a message waited for the application
+		seen     readProgress // where it was then
+	)
+	for {
+		select {
+		case c.readLock <- struct{}{}:
+		case <-c.closeReceived:
+			return c.closeResult(ctx)
+		case <-c.closed:
+			return c.closeResult(ctx)
+		case <-ctx.Done():
+			return c.closeResult(ctx)
 		}
-		return c.closeResult(ctx)
+		if c.rd.inMessage && waiting && c.rd.progress() == seen {
+			// Nobody took the message or read on: nobody reads. The
+			// rest is dropped, as the application is done with it.
+			c.rd.held = false
+			c.readToClose(ctx)
+			c.readLock.unlock()
+			return c.closeResult(ctx)
+		}
+		if !c.rd.inMessage {
+			c.readDeadline.begin(ctx)
+			_, err := c.nextMessage(ctx)
+			c.readDeadline.end()
+			if err != nil {
+				c.readLock.unlock()
+				return c.closeResult(ctx)
+			}
+			c.rd.held = true
+		}
+		waiting, seen = true, c.rd.progress()
+		c.readLock.unlock()
+		if handOver == nil {
+			handOver = time.NewTimer(handOverWait)
+			defer handOver.Stop()
+		} else {
+			handOver.Reset(handOverWait)
+		}
+		select {
+		case <-handOver.C:
+		case <-c.closeReceived:
+		case <-c.closed:
+		case <-ctx.Done():
+		}
 	}
-	select {
-	case <-c.closeReceived:
-	case <-c.closed:
-	case <-ctx.Done():
+}
+
+// readProgress tells whether a reader has moved on in a message.
+type readProgress struct {
+	held             bool
+	frames, msgBytes int64
+	frameLeft        int64
+}
+
+func (r *readState) progress() readProgress {
+	return readProgress{r.held, r.frames, r.msgBytes, r.frameLeft}
+}
+
+// readToClose reads and discards messages until the read side ends, at the
+// peer's Close frame at best. The caller holds the read lock.
+func (c *Conn) readToClose(ctx context.Context) {
+	c.readDeadline.begin(ctx)
+	defer c.readDeadline.end()
+	for c.rd.err == nil {
+		if _, err := c.nextMessage(ctx); err != nil {
+			return
+		}
 	}
-	return c.closeResult(ctx)
 }
 
 // closeResult turns how the read side ended into Close's result.
@@ -264,7 +338,9 @@ func (c *Conn) closeResult(ctx context.Context) error {
 		return nil
 	default:
 	}
-	if ctx.Err() != nil {
+	// The socket deadline taken from ctx can fire a moment before ctx
+	// says it is done.
+	if dl, _ := ctx.Deadline(); ctx.Err() != nil || !time.Now().Before(dl) {
 		return fmt.Errorf("websocket: peer did not answer the close frame within %v", closeHandshakeTimeout)
 	}
 	select {

@@ -174,6 +174,7 @@ type Conn struct {
 	pingSeq uint64
 	pings   map[uint64]chan struct{}
 
+	closing           atomic.Bool // Close has been called
 	closeOnce         sync.Once
 	closed            chan struct{} // closed with the TCP connection
 	closeReceivedOnce sync.Once
@@ -186,6 +187,7 @@ type readState struct {
 	frameLeft  int64  // unread payload bytes of the current frame
 	maskKey    uint32 // the current frame's masking key, rotated to the read position
 	inMessage  bool   // a data message has started and is not fully read
+	held       bool   // Close read the start of this message and holds it for the application
 	msgType    MessageType
 	compressed bool  // the current message has RSV1 set (RFC 7692)
 	msgBytes   int64 // bytes of the current message delivered so far
@@ -374,6 +376,10 @@ func (c *Conn) CloseRead(ctx context.Context) context.Context {
 // nextMessage skips what is left of the current message and reads up to the
 // first frame of the next one. The caller holds the read lock.
 func (c *Conn) nextMessage(ctx context.Context) (MessageType, error) {
+	if c.rd.held {
+		c.rd.held = false
+		return c.rd.msgType, nil
+	}
 	if c.rd.inMessage {
 		if err := c.discardMessage(ctx); err != nil {
 			return 0, err
@@ -786,6 +792,7 @@ type messageWriter struct {
 	compress bool
 	fw       *flate.Writer
 	closed   bool
+	err      error // the first write that failed; the message cannot go on
 }
 
 func (w *messageWriter) start(ctx context.Context, typ MessageType) {
@@ -793,6 +800,7 @@ func (w *messageWriter) start(ctx context.Context, typ MessageType) {
 	w.op = Opcode(typ)
 	w.compress = w.c.compressing(-1)
 	w.closed = false
+	w.err = nil
 }
 
 // Write buffers p and sends full frames as the buffer fills; a write larger
@@ -836,15 +844,38 @@ func (w *messageWriter) writeRaw(p []byte) (int, error) {
 	return written, nil
 }
 
-// flush sends payload as the next frame of the message.
+// flush sends payload as the next frame of the message. Once a frame fails
+// the message is over: if nothing of it was sent, it is dropped and the
+// connection goes on; if some was, or the compressor's window holds it,
+// the connection fails.
 func (w *messageWriter) flush(payload []byte, fin bool) error {
+	if w.err != nil {
+		return w.err
+	}
 	h := Header{Fin: fin, Opcode: w.op}
 	if w.op != OpContinuation {
 		h.Rsv1 = w.compress
 	}
-	err := w.c.writeFrame(w.ctx, h, payload)
+	if err := w.c.writeFrame(w.ctx, h, payload); err != nil {
+		if w.op == OpContinuation {
+			err = w.c.breakWrites("the rest of a message whose first frames were sent", err)
+		} else if w.compress {
+			err = w.c.compressedWriteFailed(err)
+		}
+		w.err = err
+		return err
+	}
 	w.op = OpContinuation
-	return err
+	return nil
+}
+
+// breakWrites fails the connection after a write that cannot be taken back
+// went wrong: the peer has the start of a message that can never end, or
+// will decompress with a window missing what was lost.
+func (c *Conn) breakWrites(what string, cause error) error {
+	c.teardown()
+	return &connError{code: StatusAbnormalClosure,
+		msg: "could not send " + what + "; connection closed", cause: cause}
 }
 
 // Close sends what is buffered as the message's final frame and lets other
@@ -863,6 +894,7 @@ func (w *messageWriter) Close() error {
 		if w.buf != nil {
 			payload = *w.buf
 		}
+		// After a failed frame, flush only reports the failure.
 		err = w.flush(payload, true)
 	}
 	if w.buf != nil {

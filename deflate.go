@@ -404,7 +404,22 @@ func (c *Conn) writeCompressed(ctx context.Context, typ MessageType, p []byte) e
 	if err != nil {
 		return err
 	}
-	return c.writeFrame(ctx, Header{Fin: true, Rsv1: true, Opcode: Opcode(typ)}, payload)
+	if err := c.writeFrame(ctx, Header{Fin: true, Rsv1: true, Opcode: Opcode(typ)}, payload); err != nil {
+		return c.compressedWriteFailed(err)
+	}
+	return nil
+}
+
+// compressedWriteFailed is what a compressed message whose first frame
+// could not be sent does to the connection. Without context takeover
+// nothing: the message is dropped. With it the message is in the
+// compressor's window, which the peer's decompressor will never have, so
+// every later message would decompress wrongly: the connection fails.
+func (c *Conn) compressedWriteFailed(err error) error {
+	if c.ext.deflate.compressTakeover {
+		return c.breakWrites("a compressed message with context takeover", err)
+	}
+	return err
 }
 
 // writeCompressed compresses p into the streamed message.

@@ -55,16 +55,6 @@ func faultGo[T any](f func() T) <-chan T {
 	return ch
 }
 
-// faultKnownBug skips a test that shows a known library bug unless
-// DUPLEX_BUGS is set, so the tree stays green until the bug is fixed.
-// Remove the call with the fix.
-func faultKnownBug(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv("DUPLEX_BUGS") == "" {
-		t.Skip("bug: " + bug + " (set DUPLEX_BUGS=1 to run)")
-	}
-}
-
 // faultPeer is the raw end of a connection: it writes whatever bytes a test
 // gives it and reads frames without interpreting them.
 type faultPeer struct {
@@ -741,14 +731,7 @@ func TestFaultSilentPeer(t *testing.T) {
 		if r.err == nil {
 			t.Errorf("%s: Close returned nil, but the peer never answered", r.name)
 		} else if !strings.Contains(r.err.Error(), "did not answer") {
-			// The socket deadline can fire a moment before Close's
-			// context marks itself done, and then Close misreports
-			// the timeout.
-			if os.Getenv("DUPLEX_BUGS") != "" {
-				t.Errorf("%s: Close: %v, want an error saying the peer did not answer", r.name, r.err)
-			} else {
-				t.Logf("%s: known bug: Close reported %q for a peer that did not answer", r.name, r.err)
-			}
+			t.Errorf("%s: Close: %v, want an error saying the peer did not answer", r.name, r.err)
 		}
 		if r.elapsed < 4*time.Second || r.elapsed > 7*time.Second {
 			t.Errorf("%s: Close returned after %v, want about five seconds", r.name, r.elapsed)
@@ -1006,7 +989,6 @@ func TestFaultConcurrentClose(t *testing.T) {
 	url, conns := faultAcceptServer(t, nil)
 	for _, role := range faultRoles {
 		t.Run(role+"/Close×8", func(t *testing.T) {
-			faultKnownBug(t, "a second concurrent Close tears the connection down under the first, so the handshake never completes")
 			client, server := faultRealPair(t, url, conns)
 			closer, other := server, client
 			if role == "client" {
@@ -1223,16 +1205,8 @@ func TestFaultCancelRacesClose(t *testing.T) {
 			}
 		})
 		run(func() error {
-			// A streamed message cut short by its context is finished
-			// by Writer.Close with a bad frame (TestFaultWriterCutShort);
-			// until that is fixed, streamed writes do not race the
-			// cancellation.
-			wctx := ctx
-			if os.Getenv("DUPLEX_BUGS") == "" {
-				wctx = context.Background()
-			}
 			for {
-				w, err := c.Writer(wctx, websocket.MessageText)
+				w, err := c.Writer(ctx, websocket.MessageText)
 				if err != nil {
 					return err
 				}
@@ -1294,7 +1268,6 @@ func TestFaultCancelRacesClose(t *testing.T) {
 // This is the common shutdown sequence: cancel the context the read loop
 // runs under, then Close.
 func TestFaultCloseAfterReaderLeaves(t *testing.T) {
-	faultKnownBug(t, "Close waits five seconds for a reader that has left")
 	for _, role := range faultRoles {
 		t.Run(role, func(t *testing.T) {
 			ours, peer := faultPair(t, role)
@@ -1370,7 +1343,6 @@ func (s *faultStream) add(f faultFrame, fin bool) error {
 // since the peer would otherwise get a message with a hole in it. Either
 // way the peer never sees a malformed sequence or a corrupted message.
 func TestFaultWriterCutShort(t *testing.T) {
-	faultKnownBug(t, "Writer.Close after a failed frame sends a continuation frame that starts no message, or completes a message with a hole")
 	chunk := bytes.Repeat([]byte("0123456789abcdef"), 2<<10) // 32 KiB: its own frame
 	for _, role := range faultRoles {
 		for _, sent := range []int{0, 1} {
@@ -1423,7 +1395,6 @@ func TestFaultWriterCutShort(t *testing.T) {
 // the write must leave the compressor as it was, or the connection must
 // fail; the peer must never read a corrupted message.
 func TestFaultCompressedWriteCutShort(t *testing.T) {
-	faultKnownBug(t, "a compressed write cut short before the wire leaves its data in the context-takeover window, corrupting the next message")
 	comp := &websocket.CompressionOptions{ContextTakeover: true}
 	url, conns := faultAcceptServer(t, &websocket.AcceptOptions{Compression: comp})
 	ctx, cancel := context.WithTimeout(context.Background(), faultWait)

@@ -289,18 +289,22 @@ func TestGroupForgetsClosedConns(t *testing.T) {
 }
 
 // A Close called while another Close waits for the peer's answer must not
-// cut that handshake short: the connection is already closing, so the
-// second call should wait for (or leave alone) the first, which then
-// completes. Today the second Close tears the connection down at once and
-// the first returns "connection closed before the peer answered". It
-// matters to a Group, whose Shutdown may race an application's own Close.
+// cut that handshake short: it waits for the first to finish, which then
+// completes, and reports that the connection was already closing. It
+// matters to a Group, whose Shutdown may race an application's own Close
+// (and the application's deferred CloseNow after it).
 func TestCloseDuringClose(t *testing.T) {
-	t.Skip("library bug: a second Close tears down the handshake of the first (see the report on issue #9); remove this line once fixed")
 	client, server := loopbackPair(t)
 	first := make(chan error, 1)
 	go func() { first <- server.Close(websocket.StatusGoingAway, "first") }()
 	time.Sleep(20 * time.Millisecond) // the first Close frame is out
-	second := server.Close(websocket.StatusNormalClosure, "second")
+	secondDone := make(chan error, 1)
+	go func() { secondDone <- server.Close(websocket.StatusNormalClosure, "second") }()
+	select {
+	case err := <-secondDone:
+		t.Fatalf("the second Close returned %v before the first finished", err)
+	case <-time.After(50 * time.Millisecond):
+	}
 	// Only now does the peer read, and answer.
 	var ce websocket.CloseError
 	if err := readUntilClosed(testContext(t), client); !errors.As(err, &ce) || ce.Reason != "first" {
@@ -309,6 +313,7 @@ func TestCloseDuringClose(t *testing.T) {
 	if err := <-first; err != nil {
 		t.Errorf("the first Close = %v; want nil, its handshake completed", err)
 	}
+	second := <-secondDone
 	if !errors.Is(second, net.ErrClosed) {
 		t.Errorf("the second Close = %v; want an error wrapping net.ErrClosed", second)
 	}

@@ -313,7 +313,6 @@ func TestLosslessReadLoopWhenWeClose(t *testing.T) {
 		for _, weClose := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/we close=%v", ourRole, weClose), func(t *testing.T) {
 				if weClose {
-					faultKnownBug(t, "Close steals the read lock from a read loop between two Reads and discards messages the peer sent before its Close frame")
 				}
 				client, server := losslessPair(t, url, conns, nil)
 				ours, peer := client, server
