@@ -189,27 +189,11 @@ func (s *h2Server) echo(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if typ == websocket.MessageText && string(msg) == "ping-me" {
-			pinging.Add(1)
-			go func() {
-				defer pinging.Done()
-				ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
-				defer cancel()
-				err := c.Ping(ctx)
-				s.record(&s.pingErrs, err)
-				reply := "pong-ok"
-				if err != nil {
-					reply = "pong-failed: " + err.Error()
-				}
-				if err := c.Write(s.ctx, websocket.MessageText, []byte(reply)); err != nil {
-					s.fail("writing the ping result: %v", err)
-				}
-			}()
+			s.pingForPeer(c, &pinging)
 			continue
 		}
 		if typ == websocket.MessageText && bytes.HasPrefix(msg, []byte("close:")) {
-			codeStr, reason, _ := strings.Cut(string(msg[len("close:"):]), ":")
-			code, _ := strconv.Atoi(codeStr)
-			s.record(&s.closes, c.Close(websocket.StatusCode(code), reason))
+			s.closeAsAsked(c, msg)
 			return
 		}
 		if err := c.Write(s.ctx, typ, msg); err != nil {

@@ -526,9 +526,7 @@ func (s *interopServer) echo(w http.ResponseWriter, r *http.Request) {
 				}
 				msg = append(msg, tail...)
 			}
-			codeStr, reason, _ := strings.Cut(string(msg[len("close:"):]), ":")
-			code, _ := strconv.Atoi(codeStr)
-			s.record(&s.closes, c.Close(websocket.StatusCode(code), reason))
+			s.closeAsAsked(c, msg)
 			return
 		}
 		if rest == nil {
@@ -682,6 +680,34 @@ func TestInteropBrowser(t *testing.T) {
 	}
 }
 
+// pingForPeer pings c for a peer that asked with "ping-me", while the read
+// loop goes on, and reports the outcome to the peer as "pong-ok" or
+// "pong-failed: ...".
+func (s *interopServer) pingForPeer(c *websocket.Conn, pinging *sync.WaitGroup) {
+	pinging.Add(1)
+	go func() {
+		defer pinging.Done()
+		ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
+		defer cancel()
+		err := c.Ping(ctx)
+		s.record(&s.pingErrs, err)
+		reply := "pong-ok"
+		if err != nil {
+			reply = "pong-failed: " + err.Error()
+		}
+		if err := c.Write(s.ctx, websocket.MessageText, []byte(reply)); err != nil {
+			s.fail("writing the ping result: %v", err)
+		}
+	}()
+}
+
+// closeAsAsked closes c as a peer's "close:<code>:<reason>" message asks.
+func (s *interopServer) closeAsAsked(c *websocket.Conn, msg []byte) {
+	codeStr, reason, _ := strings.Cut(string(msg[len("close:"):]), ":")
+	code, _ := strconv.Atoi(codeStr)
+	s.record(&s.closes, c.Close(websocket.StatusCode(code), reason))
+}
+
 // browserEcho echoes messages; on the text "ping-me" it pings the browser
 // while the loop goes on reading, and reports the outcome as a text message.
 func (s *interopServer) browserEcho(w http.ResponseWriter, r *http.Request) {
@@ -701,21 +727,7 @@ func (s *interopServer) browserEcho(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if typ == websocket.MessageText && string(msg) == "ping-me" {
-			pinging.Add(1)
-			go func() {
-				defer pinging.Done()
-				ctx, cancel := context.WithTimeout(s.ctx, 15*time.Second)
-				defer cancel()
-				err := c.Ping(ctx)
-				s.record(&s.pingErrs, err)
-				reply := "pong-ok"
-				if err != nil {
-					reply = "pong-failed: " + err.Error()
-				}
-				if err := c.Write(s.ctx, websocket.MessageText, []byte(reply)); err != nil {
-					s.fail("writing the ping result: %v", err)
-				}
-			}()
+			s.pingForPeer(c, &pinging)
 			continue
 		}
 		if err := c.Write(s.ctx, typ, msg); err != nil {

@@ -49,6 +49,7 @@
 const crypto = require('crypto');
 const http2 = require('http2');
 const zlib = require('zlib');
+const { makeBinary, makeText } = require('./payloads');
 
 const MAX_PAYLOAD = 64 * 1024 * 1024;
 const EVENT_TIMEOUT_MS = 30000;
@@ -82,41 +83,6 @@ function parseArgs(argv) {
 }
 
 // ------------------------------------------------------------ payloads
-
-// Deterministic PRNG (xorshift32), as node_peer.js.
-function prng(seed) {
-  let x = seed >>> 0 || 0x9e3779b9;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x;
-  };
-}
-
-function makeBinary(size, seed) {
-  const r = prng(seed);
-  const b = Buffer.allocUnsafe(size);
-  let i = 0;
-  for (; i + 4 <= size; i += 4) b.writeUInt32LE(r(), i);
-  for (; i < size; i++) b[i] = r() & 0xff;
-  return b;
-}
-
-// Valid UTF-8 of exactly `size` bytes, mixing 1-, 2-, 3- and 4-byte chars.
-const UTF8_POOL = ['a', 'Z', '0', ' ', '~', 'é', 'ß', 'Ж', 'ع', '€', '中', '文', '✓', '😀', '🚀', '𝄞'].map((c) => Buffer.from(c, 'utf8'));
-function makeText(size, seed) {
-  const r = prng(seed);
-  const b = Buffer.allocUnsafe(size);
-  let i = 0;
-  while (i < size) {
-    const c = UTF8_POOL[r() % UTF8_POOL.length];
-    if (i + c.length > size) { b[i++] = 0x61 + (r() % 26); continue; }
-    c.copy(b, i);
-    i += c.length;
-  }
-  return b;
-}
 
 function withTimeout(promise, ms, what) {
   let timer;
