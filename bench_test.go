@@ -12,28 +12,6 @@ import (
 	"time"
 )
 
-// BenchmarkMask compares the masker with copy of the same buffer, the
-// baseline measured in the same run.
-func BenchmarkMask(b *testing.B) {
-	for _, n := range []int{16, 1 << 10, 64 << 10} {
-		buf := make([]byte, n)
-		dst := make([]byte, n)
-		b.Run(fmt.Sprintf("mask/%d", n), func(b *testing.B) {
-			b.SetBytes(int64(n))
-			key := [4]byte{1, 2, 3, 4}
-			for i := 0; i < b.N; i++ {
-				key = Mask(buf, key)
-			}
-		})
-		b.Run(fmt.Sprintf("copy/%d", n), func(b *testing.B) {
-			b.SetBytes(int64(n))
-			for i := 0; i < b.N; i++ {
-				copy(dst, buf)
-			}
-		})
-	}
-}
-
 func BenchmarkHeader(b *testing.B) {
 	h := Header{Fin: true, Opcode: OpBinary, Masked: true, MaskKey: [4]byte{1, 2, 3, 4}, Length: 70000}
 	var buf [MaxHeaderLen]byte

@@ -177,50 +177,6 @@ func TestCheckHeader(t *testing.T) {
 	}
 }
 
-// maskReference is the byte-at-a-time masker of RFC 6455 §5.3.
-func maskReference(b []byte, key [4]byte, pos int) {
-	for i := range b {
-		b[i] ^= key[(pos+i)%4]
-	}
-}
-
-// TestMaskAgainstReference checks the word-at-a-time masker at every start
-// offset and length up to a few blocks, and chunked masking at every split.
-func TestMaskAgainstReference(t *testing.T) {
-	key := [4]byte{0x9a, 0x13, 0xe7, 0x51}
-	buf := make([]byte, 300)
-	for i := range buf {
-		buf[i] = byte(i * 7)
-	}
-	for off := 0; off < 8; off++ {
-		for n := 0; n+off <= len(buf); n++ {
-			got := bytes.Clone(buf[off : off+n])
-			want := bytes.Clone(got)
-			Mask(got, key)
-			maskReference(want, key, 0)
-			if !bytes.Equal(got, want) {
-				t.Fatalf("offset %d length %d: mask differs", off, n)
-			}
-		}
-	}
-	rng := rand.New(rand.NewPCG(1, 2))
-	for i := 0; i < 2000; i++ {
-		n := rng.IntN(1000)
-		split := rng.IntN(n + 1)
-		got := make([]byte, n)
-		for j := range got {
-			got[j] = byte(rng.Uint32())
-		}
-		want := bytes.Clone(got)
-		k := Mask(got[:split], key)
-		Mask(got[split:], k)
-		maskReference(want, key, 0)
-		if !bytes.Equal(got, want) {
-			t.Fatalf("length %d split %d: chunked mask differs", n, split)
-		}
-	}
-}
-
 func TestMaskKeysDiffer(t *testing.T) {
 	seen := map[[4]byte]bool{}
 	for i := 0; i < 1000; i++ {
