@@ -159,7 +159,8 @@ type Conn struct {
 	writeErr      error // set when a frame was cut short; guarded by frameLock
 	closeSent     bool  // guarded by frameLock
 	writer        messageWriter
-	iov           [2][]byte
+	iov           [2][]byte   // header and payload of a frame written in place
+	iovBufs       net.Buffers // iov as net.Buffers; a field, so WriteTo's pointer does not escape
 
 	keepAlive keepAlive
 
@@ -750,8 +751,8 @@ func (c *Conn) writeFrameTo(h Header, payload []byte) (int, error) {
 			return c.nc.Write(append(buf, payload...))
 		}
 		c.iov = [2][]byte{buf, payload}
-		bufs := net.Buffers(c.iov[:])
-		n, err := bufs.WriteTo(c.nc)
+		c.iovBufs = c.iov[:]
+		n, err := c.iovBufs.WriteTo(c.nc)
 		c.iov = [2][]byte{}
 		return int(n), err
 	}
