@@ -1,0 +1,51 @@
+package websocket
+
+import (
+	"bytes"
+	"compress/flate"
+	"context"
+	"io"
+	"testing"
+)
+
+// Steady-state reads and writes into and from the caller's buffers
+// allocate nothing, plain or compressed, in either role. (The race
+// detector's sync.Pool drops items at random, so CI runs this without it.)
+func TestSteadyStateAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("sync.Pool drops items at random under the race detector")
+	}
+	for _, c := range []struct {
+		name string
+		ext  extensions
+	}{
+		{"plain", extensions{}},
+		{"deflate", extensions{deflate: &deflateParams{level: flate.BestSpeed}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			server, client := pipePair(t, c.ext, c.ext)
+			ctx := context.Background()
+			msg := bytes.Repeat([]byte("0123456789abcdef"), 64)
+			buf := make([]byte, len(msg))
+			for _, dir := range [][2]*Conn{{client, server}, {server, client}} {
+				from, to := dir[0], dir[1]
+				oneMessage := func() {
+					if err := from.Write(ctx, MessageBinary, msg); err != nil {
+						t.Fatal(err)
+					}
+					_, r, err := to.Reader(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := io.ReadFull(r, buf); err != nil {
+						t.Fatal(err)
+					}
+				}
+				oneMessage()
+				if n := testing.AllocsPerRun(200, oneMessage); n != 0 {
+					t.Errorf("server=%v writing: %v allocations per message, want 0", from.server, n)
+				}
+			}
+		})
+	}
+}
