@@ -168,39 +168,9 @@ func (s *h2Server) ended(path string, err error) {
 	s.recMu.Unlock()
 }
 
-// echo echoes every message with its type. The text "ping-me" makes it ping
-// the client while it goes on reading, and then report "pong-ok" or
-// "pong-failed: ..."; the text "close:<code>:<reason>" makes it close with
-// that code and reason.
+// echo is scriptedEcho, recording how each connection ended by its path.
 func (s *h2Server) echo(w http.ResponseWriter, r *http.Request) {
-	s.handlers.Add(1)
-	defer s.handlers.Done()
-	var pinging sync.WaitGroup
-	defer pinging.Wait()
-	c := s.accept(w, r)
-	if c == nil {
-		return
-	}
-	defer c.CloseNow()
-	for {
-		typ, msg, err := c.Read(s.ctx)
-		if err != nil {
-			s.ended(r.URL.Path, err)
-			return
-		}
-		if typ == websocket.MessageText && string(msg) == "ping-me" {
-			s.pingForPeer(c, &pinging)
-			continue
-		}
-		if typ == websocket.MessageText && bytes.HasPrefix(msg, []byte("close:")) {
-			s.closeAsAsked(c, msg)
-			return
-		}
-		if err := c.Write(s.ctx, typ, msg); err != nil {
-			s.fail("echo: %v", err)
-			return
-		}
-	}
+	s.scriptedEcho(w, r, func(err error) { s.ended(r.URL.Path, err) })
 }
 
 // handlersReturn fails t unless every handler has returned within a few
@@ -374,6 +344,13 @@ func checkNodeH2Server(t *testing.T, s *h2Server, ends []error) {
 	}
 }
 
+// nodeH2Options is what the server offers node_h2_peer.js: the subprotocol
+// it asks for, and compression with context takeover for every message.
+var nodeH2Options = &websocket.AcceptOptions{
+	Subprotocols: []string{"duplex.h2"},
+	Compression:  &websocket.CompressionOptions{ContextTakeover: true, Threshold: -1},
+}
+
 // TestHTTP2Node opens WebSockets over HTTP/2 from Node's http2 module, with
 // the framing and compression of node_h2_peer.js: three at once on one
 // connection (no extension, permessage-deflate with and without context
@@ -391,10 +368,7 @@ func TestHTTP2Node(t *testing.T) {
 		return
 	}
 	ctx := interopContext(t)
-	srv := newH2Server(ctx, t, &websocket.AcceptOptions{
-		Subprotocols: []string{"duplex.h2"},
-		Compression:  &websocket.CompressionOptions{ContextTakeover: true, Threshold: -1},
-	}, nil)
+	srv := newH2Server(ctx, t, nodeH2Options, nil)
 	start := time.Now()
 	p := interop.StartNodeH2Client(t, srv.url, interopTimeout, "--insecure",
 		"--idle", strconv.Itoa(int(2*h2ServerTimeout/time.Millisecond)), "--max-size", strconv.Itoa(4<<20))
@@ -584,10 +558,7 @@ func TestHTTP2AndHTTP1Together(t *testing.T) {
 		return
 	}
 	ctx := interopContext(t)
-	srv := newH2Server(ctx, t, &websocket.AcceptOptions{
-		Subprotocols: []string{"duplex.h2"},
-		Compression:  &websocket.CompressionOptions{ContextTakeover: true, Threshold: -1},
-	}, nil)
+	srv := newH2Server(ctx, t, nodeH2Options, nil)
 	wsURL := "wss" + strings.TrimPrefix(srv.url, "https") + "/ws/echo"
 	c, resp, err := websocket.Dial(ctx, wsURL, &websocket.DialOptions{
 		TLSConfig:   &tls.Config{RootCAs: interopTLS(t).pool},

@@ -708,9 +708,18 @@ func (s *interopServer) closeAsAsked(c *websocket.Conn, msg []byte) {
 	s.record(&s.closes, c.Close(websocket.StatusCode(code), reason))
 }
 
-// browserEcho echoes messages; on the text "ping-me" it pings the browser
-// while the loop goes on reading, and reports the outcome as a text message.
+// browserEcho echoes messages for the browser page, with the requests of
+// scriptedEcho.
 func (s *interopServer) browserEcho(w http.ResponseWriter, r *http.Request) {
+	s.scriptedEcho(w, r, func(err error) { s.record(&s.ends, err) })
+}
+
+// scriptedEcho accepts the request and echoes every message with its type
+// until the connection ends, which it reports to ended. The text "ping-me"
+// makes it ping the peer while it goes on reading, and then report
+// "pong-ok" or "pong-failed: ..."; the text "close:<code>:<reason>" makes
+// it close with that code and reason.
+func (s *interopServer) scriptedEcho(w http.ResponseWriter, r *http.Request, ended func(error)) {
 	s.handlers.Add(1)
 	defer s.handlers.Done()
 	var pinging sync.WaitGroup
@@ -723,12 +732,16 @@ func (s *interopServer) browserEcho(w http.ResponseWriter, r *http.Request) {
 	for {
 		typ, msg, err := c.Read(s.ctx)
 		if err != nil {
-			s.record(&s.ends, err)
+			ended(err)
 			return
 		}
 		if typ == websocket.MessageText && string(msg) == "ping-me" {
 			s.pingForPeer(c, &pinging)
 			continue
+		}
+		if typ == websocket.MessageText && bytes.HasPrefix(msg, []byte("close:")) {
+			s.closeAsAsked(c, msg)
+			return
 		}
 		if err := c.Write(s.ctx, typ, msg); err != nil {
 			s.fail("echo: %v", err)
