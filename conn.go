@@ -161,6 +161,8 @@ type Conn struct {
 	writer        messageWriter
 	iov           [2][]byte   // header and payload of a frame written in place
 	iovBufs       net.Buffers // iov as net.Buffers; a field, so WriteTo's pointer does not escape
+	held          heldFrames  // frames written, not yet sent; guarded by frameLock (coalesce.go)
+	batching      atomic.Bool // the reader has input buffered: hold small frames
 
 	keepAlive keepAlive
 
@@ -214,6 +216,9 @@ func newConn(nc net.Conn, server bool, buffered []byte, subprotocol string, ext 
 	c.readDeadline.init(nc.SetReadDeadline)
 	c.writeDeadline.init(nc.SetWriteDeadline)
 	c.in.init(nc, buffered)
+	if c.in.raw != nil {
+		c.in.beforeWait = c.sendBeforeWait
+	}
 	if ext.deflate != nil {
 		c.flate = &flateState{}
 	}
@@ -282,6 +287,11 @@ func (c *Conn) OnClose(f func(code StatusCode, reason string)) { c.onClose = f }
 func (c *Conn) teardown() {
 	c.closeOnce.Do(func() {
 		close(c.closed)
+		if c.frameLock.tryLock() {
+			// Best effort for frames written before an abrupt close.
+			_ = c.sendHeldNow()
+			c.frameLock.unlock()
+		}
 		_ = c.nc.Close()
 		c.stopKeepAlive()
 		c.readDeadline.release()
@@ -531,6 +541,9 @@ func (c *Conn) readPayload(ctx context.Context, p []byte) (int, error) {
 	if err != nil {
 		return n, c.readError(ctx, err)
 	}
+	if c.rd.frameLeft == 0 && c.rd.frame.Fin {
+		c.noteBuffered()
+	}
 	return n, nil
 }
 
@@ -638,6 +651,15 @@ func (r *messageReader) read(ctx context.Context, p []byte) (int, error) {
 // Write writes p as one message of type typ. It waits, as long as ctx
 // allows, for a message another goroutine is writing to finish; writes from
 // concurrent goroutines never interleave.
+//
+// Write returns once the message is in the kernel's send buffer, with one
+// exception that saves a system call per message when a peer pipelines: on
+// a TCP connection on Unix, while more of the peer's messages are already
+// buffered for reading, a message up to 16 KiB is held and sent together
+// with those written after it. Held messages go out, in order, when the
+// reader is about to wait for input, with the next message that is not held
+// (a Close frame is never held), before [Conn.CloseNow] closes the socket,
+// and at the latest a millisecond after they were written.
 func (c *Conn) Write(ctx context.Context, typ MessageType, p []byte) error {
 	if typ != MessageText && typ != MessageBinary {
 		return fmt.Errorf("websocket: cannot write a message of type %v", typ)
@@ -713,28 +735,54 @@ func (c *Conn) writeWire(ctx context.Context, h Header, payload, wire []byte) er
 		h.MaskKey = newMaskKey()
 		wire = nil
 	}
-	c.writeDeadline.begin(ctx)
-	var n int
-	var err error
-	if wire != nil {
-		n, err = c.nc.Write(wire)
-	} else {
-		n, err = c.writeFrameTo(h, payload)
+	if h.Opcode != OpClose && c.batching.Load() {
+		if err := c.writeDeadline.expired(ctx); err != nil {
+			return err
+		}
+		if c.hold(h, payload, wire) {
+			return nil
+		}
 	}
+	c.writeDeadline.begin(ctx)
+	n, err := c.sendFrame(h, payload, wire)
 	c.writeDeadline.end()
 	if err == nil {
 		return nil
 	}
 	err = contextError(ctx, err)
 	if n == 0 && isTimeout(err) {
-		// Nothing reached the wire, so the stream is intact and the
-		// connection stays usable.
+		// Nothing reached the wire, or only whole frames held before
+		// this one, so the stream is intact and the connection stays
+		// usable.
 		c.closeSent = c.closeSent && h.Opcode != OpClose
 		return err
 	}
 	c.writeErr = &connError{code: StatusAbnormalClosure, msg: "write failed mid-frame; connection closed", cause: err}
 	c.teardown()
 	return c.writeErr
+}
+
+// sendFrame sends the held frames, if any, and then the frame, and returns
+// how many bytes it wrote: 0 if it failed with the stream between frames.
+func (c *Conn) sendFrame(h Header, payload, wire []byte) (int, error) {
+	if c.held.buf != nil {
+		held := len(*c.held.buf)
+		if c.hold(h, payload, wire) {
+			// One write for all.
+			n, err := c.sendHeld()
+			if n == 0 && c.held.buf != nil {
+				*c.held.buf = (*c.held.buf)[:held]
+			}
+			return n, err
+		}
+		if n, err := c.sendHeld(); err != nil {
+			return n, err
+		}
+	}
+	if wire != nil {
+		return c.nc.Write(wire)
+	}
+	return c.writeFrameTo(h, payload)
 }
 
 // writeFrameTo puts the frame on the wire and returns how many bytes it

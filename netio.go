@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -41,6 +42,16 @@ type readBuffer struct {
 	r, w    int
 	big     *[]byte
 	small   [smallReadSize]byte
+
+	// beforeWait, if set, is called before every read from src, which may
+	// wait for the peer.
+	beforeWait func()
+}
+
+func (b *readBuffer) waiting() {
+	if b.beforeWait != nil {
+		b.beforeWait()
+	}
 }
 
 // init starts the buffer with bytes already read from src.
@@ -95,6 +106,7 @@ func (b *readBuffer) fill(n int) error {
 			b.w = copy(b.buf, b.buf[b.r:b.w])
 			b.r = 0
 		}
+		b.waiting()
 		if b.r == b.w && b.big == nil && b.raw != nil {
 			if err := b.readWhenReady(); err != nil {
 				return err
@@ -126,6 +138,7 @@ func (b *readBuffer) read(p []byte, frameLeft int64) (int, error) {
 		b.r += n
 		return n, nil
 	}
+	b.waiting()
 	if len(p) >= len(b.buf) {
 		return b.src.Read(p)
 	}
@@ -186,9 +199,10 @@ type deadline struct {
 	set func(time.Time) error
 
 	mu      sync.Mutex
-	user    time.Time // from SetReadDeadline or SetWriteDeadline
-	applied time.Time // what the net.Conn has now
-	armed   bool      // an operation is under way
+	user    time.Time    // from SetReadDeadline or SetWriteDeadline
+	userNs  atomic.Int64 // user as Unix nanoseconds, 0 for none; read without mu
+	applied time.Time    // what the net.Conn has now
+	armed   bool         // an operation is under way
 
 	done   <-chan struct{} // the Done channel watched, or nil
 	stop   func() bool     // stops watching it
@@ -202,6 +216,11 @@ func (d *deadline) setUser(t time.Time) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.user, d.applied = t, t
+	ns := int64(0)
+	if !t.IsZero() {
+		ns = t.UnixNano()
+	}
+	d.userNs.Store(ns)
 	return d.set(t)
 }
 
@@ -249,6 +268,39 @@ func (d *deadline) cancelled(watch uint64) {
 	if d.armed && d.watch == watch {
 		_ = d.set(aLongTimeAgo)
 		d.applied = aLongTimeAgo
+	}
+}
+
+// expired returns the error an operation under ctx gets at once because
+// ctx or the caller's deadline has ended, or nil; for work that does not
+// reach the net.Conn, where the deadline would otherwise say so.
+func (d *deadline) expired(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	dl, ok := ctx.Deadline()
+	ns := d.userNs.Load()
+	if !ok && ns == 0 {
+		return nil
+	}
+	now := time.Now()
+	if ok && !now.Before(dl) {
+		return context.DeadlineExceeded
+	}
+	if ns != 0 && now.UnixNano() >= ns {
+		return os.ErrDeadlineExceeded
+	}
+	return nil
+}
+
+// beginUser applies the caller's deadline alone, for I/O that no
+// operation's context bounds.
+func (d *deadline) beginUser() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.user.Equal(d.applied) {
+		_ = d.set(d.user)
+		d.applied = d.user
 	}
 }
 

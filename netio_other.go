@@ -2,10 +2,17 @@
 
 package websocket
 
-import "errors"
+import (
+	"errors"
+	"syscall"
+)
 
 // canReadWhenReady says that readWhenReady does not work here: reads go
 // through the small buffer instead.
 const canReadWhenReady = false
 
 func (b *readBuffer) readWhenReady() error { return errors.ErrUnsupported }
+
+// nonblockingWriter is not needed here: without readWhenReady, frames are
+// never held (see coalesce.go).
+func nonblockingWriter(syscall.RawConn) func([]byte) (int, error) { return nil }

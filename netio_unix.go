@@ -54,3 +54,33 @@ func (b *readBuffer) readWhenReady() error {
 	}
 	return err
 }
+
+// nonblockingWriter returns a function that writes to raw's socket with one
+// system call that does not wait: it returns (0, nil) when the socket's send
+// buffer is full. See coalesce.go.
+func nonblockingWriter(raw syscall.RawConn) func([]byte) (int, error) {
+	var p []byte
+	var n int
+	var errno error
+	write := func(fd uintptr) bool {
+		for {
+			n, errno = syscall.Write(int(fd), p)
+			if errno != syscall.EINTR {
+				break
+			}
+		}
+		return true // done either way: never wait for the socket
+	}
+	return func(b []byte) (int, error) {
+		p = b
+		err := raw.Write(write)
+		p = nil
+		if err == nil && errno != nil && errno != syscall.EAGAIN {
+			err = os.NewSyscallError("write", errno)
+		}
+		if err != nil || n < 0 {
+			return 0, err
+		}
+		return n, nil
+	}
+}
