@@ -111,7 +111,7 @@ func (c *Conn) dropHeld(n int) {
 // the reader before it waits and for teardown. What is left is sent by the
 // timer or the next write. The caller holds frameLock.
 func (c *Conn) sendHeldNow() error {
-	if c.held.buf == nil || c.writeErr != nil {
+	if c.held.buf == nil || c.writeErr.Load() != nil {
 		return nil
 	}
 	n, err := c.held.write(*c.held.buf)
@@ -135,8 +135,7 @@ func (c *Conn) sendBeforeWait() {
 	}
 	defer c.frameLock.unlock()
 	if err := c.sendHeldNow(); err != nil {
-		c.writeErr = &connError{code: StatusAbnormalClosure, msg: "write failed; connection closed", cause: err}
-		c.teardown()
+		c.failWrites("could not send messages written earlier; connection closed", err)
 	}
 }
 
@@ -149,15 +148,14 @@ func (c *Conn) sendHeldLater() {
 		return
 	}
 	defer c.frameLock.unlock()
-	if c.held.buf == nil || c.writeErr != nil {
+	if c.held.buf == nil || c.writeErr.Load() != nil {
 		return
 	}
 	c.writeDeadline.beginUser()
 	n, err := c.sendHeld()
 	c.writeDeadline.end()
 	if err != nil && (n > 0 || !isTimeout(err)) {
-		c.writeErr = &connError{code: StatusAbnormalClosure, msg: "write failed; connection closed", cause: err}
-		c.teardown()
+		c.failWrites("could not send messages written earlier; connection closed", err)
 	}
 	// A timeout with nothing sent leaves the frames to the next write.
 }

@@ -20,6 +20,12 @@
 //		}
 //	})
 //
+// The handler may instead return as soon as Accept succeeds and leave the
+// connection to a goroutine of its own, with a context of its own, since the
+// request's ends with the handler: net/http then frees the request, the
+// response and its buffers, about 11 KiB per connection (see
+// Example_returnFromHandler). Over HTTP/2 the handler must keep running.
+//
 // A client connects with [Dial]:
 //
 //	c, _, err := websocket.Dial(ctx, "ws://127.0.0.1:8080/echo", nil)
@@ -149,15 +155,14 @@ type Conn struct {
 	reader       messageReader
 	readLimit    atomic.Int64
 	fragLimit    atomic.Int64
-	ctrl         [maxControlPayload]byte
 
 	// The write side. msgLock is held for a whole message, frameLock for
 	// one frame, so that control frames can go between fragments.
 	msgLock       chanLock
 	frameLock     chanLock
 	writeDeadline deadline
-	writeErr      error // set when a frame was cut short; guarded by frameLock
-	closeSent     bool  // guarded by frameLock
+	writeErr      atomic.Pointer[connError] // why writing ended, when a write failed
+	closeSent     bool                      // guarded by frameLock
 	writer        messageWriter
 	iov           [2][]byte   // header and payload of a frame written in place
 	iovBufs       net.Buffers // iov as net.Buffers; a field, so WriteTo's pointer does not escape
@@ -463,10 +468,13 @@ func (c *Conn) readHeader(ctx context.Context) (Header, error) {
 
 // handleControl reads the payload of a control frame and acts on it.
 func (c *Conn) handleControl(ctx context.Context, h Header) error {
-	payload := c.ctrl[:h.Length]
-	if err := c.in.readFull(payload); err != nil {
+	// A control payload is at most 125 bytes (§5.5), which the read
+	// buffer always has room for: it is used where it lies.
+	if err := c.in.fill(int(h.Length)); err != nil {
 		return c.readError(ctx, err)
 	}
+	payload := c.in.peek()[:h.Length]
+	c.in.skip(int(h.Length))
 	if h.Masked {
 		Mask(payload, h.MaskKey)
 	}
@@ -693,8 +701,22 @@ func (c *Conn) Writer(ctx context.Context, typ MessageType) (io.WriteCloser, err
 // writeLockError says why a writer could not take its turn.
 func (c *Conn) writeLockError(err error) error {
 	if errors.Is(err, net.ErrClosed) {
+		if werr := c.writeErr.Load(); werr != nil {
+			return werr
+		}
 		return errWriteClosed
 	}
+	return err
+}
+
+// failWrites closes the connection after a write failed in a way that
+// leaves the stream broken, and makes every later write report why.
+func (c *Conn) failWrites(msg string, cause error) error {
+	err := &connError{code: StatusAbnormalClosure, msg: msg, cause: cause}
+	if !c.writeErr.CompareAndSwap(nil, err) {
+		err = c.writeErr.Load()
+	}
+	c.teardown()
 	return err
 }
 
@@ -720,8 +742,8 @@ func (c *Conn) writeWire(ctx context.Context, h Header, payload, wire []byte) er
 		return c.writeLockError(err)
 	}
 	defer c.frameLock.unlock()
-	if c.writeErr != nil {
-		return c.writeErr
+	if err := c.writeErr.Load(); err != nil {
+		return err
 	}
 	if c.closeSent {
 		return errWriteClosed
@@ -757,9 +779,7 @@ func (c *Conn) writeWire(ctx context.Context, h Header, payload, wire []byte) er
 		c.closeSent = c.closeSent && h.Opcode != OpClose
 		return err
 	}
-	c.writeErr = &connError{code: StatusAbnormalClosure, msg: "write failed mid-frame; connection closed", cause: err}
-	c.teardown()
-	return c.writeErr
+	return c.failWrites("write failed mid-frame; connection closed", err)
 }
 
 // sendFrame sends the held frames, if any, and then the frame, and returns
@@ -922,9 +942,7 @@ func (w *messageWriter) flush(payload []byte, fin bool) error {
 // went wrong: the peer has the start of a message that can never end, or
 // will decompress with a window missing what was lost.
 func (c *Conn) breakWrites(what string, cause error) error {
-	c.teardown()
-	return &connError{code: StatusAbnormalClosure,
-		msg: "could not send " + what + "; connection closed", cause: cause}
+	return c.failWrites("could not send "+what+"; connection closed", cause)
 }
 
 // Close sends what is buffered as the message's final frame and lets other

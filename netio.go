@@ -38,10 +38,10 @@ type readBuffer struct {
 	raw     syscall.RawConn // src's socket, to wait for data holding no buffer; nil if not a socket
 	rawRead func(fd uintptr) bool
 	rawErr  error
-	buf     []byte // small[:] or *big; the data is buf[r:w]
+	buf     []byte // small[:], *big, or nil; the data is buf[r:w]
 	r, w    int
 	big     *[]byte
-	small   [smallReadSize]byte
+	small   *[smallReadSize]byte // only when raw is nil: a socket needs no buffer to wait
 
 	// beforeWait, if set, is called before every read from src, which may
 	// wait for the peer.
@@ -63,7 +63,11 @@ func (b *readBuffer) init(src io.Reader, buffered []byte) {
 			b.raw = raw
 		}
 	}
-	b.buf = b.small[:]
+	b.buf = nil
+	if b.raw == nil {
+		b.small = new([smallReadSize]byte)
+		b.buf = b.small[:]
+	}
 	if len(buffered) > len(b.buf) {
 		b.borrow()
 	}
@@ -93,7 +97,10 @@ func (b *readBuffer) release() {
 	if b.big != nil {
 		readBuffers.Put(b.big)
 		b.big = nil
-		b.buf = b.small[:]
+		b.buf = nil
+		if b.small != nil {
+			b.buf = b.small[:]
+		}
 	}
 }
 
@@ -139,7 +146,8 @@ func (b *readBuffer) read(p []byte, frameLeft int64) (int, error) {
 		return n, nil
 	}
 	b.waiting()
-	if len(p) >= len(b.buf) {
+	if len(p) >= len(b.buf) && (b.buf != nil || int64(len(p)) >= frameLeft) {
+		// Buffering would only add a copy.
 		return b.src.Read(p)
 	}
 	if frameLeft > int64(len(b.buf)) {
@@ -175,11 +183,28 @@ func (b *readBuffer) readFull(p []byte) error {
 // deadline the caller set).
 func (b *readBuffer) discardAll() {
 	b.r, b.w = 0, 0
+	b.borrow()
 	for {
 		if _, err := b.src.Read(b.buf); err != nil {
 			return
 		}
 	}
+}
+
+// unixNano and fromUnixNano store a deadline in a word: the zero time,
+// meaning none, is 0. Deadlines before 1970 do not occur.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // aLongTimeAgo is a deadline in the past, which unblocks I/O at once.
@@ -199,9 +224,8 @@ type deadline struct {
 	set func(time.Time) error
 
 	mu      sync.Mutex
-	user    time.Time    // from SetReadDeadline or SetWriteDeadline
-	userNs  atomic.Int64 // user as Unix nanoseconds, 0 for none; read without mu
-	applied time.Time    // what the net.Conn has now
+	user    atomic.Int64 // from SetReadDeadline or SetWriteDeadline, as unixNano; written under mu
+	applied int64        // what the net.Conn has now, as unixNano
 	armed   bool         // an operation is under way
 
 	done   <-chan struct{} // the Done channel watched, or nil
@@ -215,12 +239,8 @@ func (d *deadline) init(set func(time.Time) error) { d.set = set }
 func (d *deadline) setUser(t time.Time) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.user, d.applied = t, t
-	ns := int64(0)
-	if !t.IsZero() {
-		ns = t.UnixNano()
-	}
-	d.userNs.Store(ns)
+	d.user.Store(unixNano(t))
+	d.applied = unixNano(t)
 	return d.set(t)
 }
 
@@ -231,15 +251,15 @@ func (d *deadline) setUser(t time.Time) error {
 func (d *deadline) begin(ctx context.Context) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	t := d.user
-	if dl, ok := ctx.Deadline(); ok && (t.IsZero() || dl.Before(t)) {
-		t = dl
+	t := d.user.Load()
+	if dl, ok := ctx.Deadline(); ok && (t == 0 || unixNano(dl) < t) {
+		t = unixNano(dl)
 	}
 	if ctx.Err() != nil {
-		t = aLongTimeAgo
+		t = unixNano(aLongTimeAgo)
 	}
-	if !t.Equal(d.applied) {
-		_ = d.set(t)
+	if t != d.applied {
+		_ = d.set(fromUnixNano(t))
 		d.applied = t
 	}
 	d.armed = true
@@ -267,7 +287,7 @@ func (d *deadline) cancelled(watch uint64) {
 	defer d.mu.Unlock()
 	if d.armed && d.watch == watch {
 		_ = d.set(aLongTimeAgo)
-		d.applied = aLongTimeAgo
+		d.applied = unixNano(aLongTimeAgo)
 	}
 }
 
@@ -279,7 +299,7 @@ func (d *deadline) expired(ctx context.Context) error {
 		return err
 	}
 	dl, ok := ctx.Deadline()
-	ns := d.userNs.Load()
+	ns := d.user.Load()
 	if !ok && ns == 0 {
 		return nil
 	}
@@ -298,9 +318,9 @@ func (d *deadline) expired(ctx context.Context) error {
 func (d *deadline) beginUser() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if !d.user.Equal(d.applied) {
-		_ = d.set(d.user)
-		d.applied = d.user
+	if t := d.user.Load(); t != d.applied {
+		_ = d.set(fromUnixNano(t))
+		d.applied = t
 	}
 }
 

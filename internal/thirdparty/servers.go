@@ -33,16 +33,16 @@ const readLimit = 2 << 20
 // comes first as the baseline the others are divided by.
 var libraries = []string{"gorilla", "duplex", "coder", "gobwas", "gws"}
 
-// servers starts an echo server for each library. duplex-bgctx is not in
-// the table: it is duplex with context.Background() instead of the
-// request's context, to show what per-call context handling costs.
+// servers starts an echo server for each library. duplex-handler is not in
+// the table: it is duplex with the read loop inside the handler, using the
+// request's context, to show what keeping the handler running costs.
 var servers = map[string]func(serverOptions) (*server, error){
-	"duplex":       func(o serverOptions) (*server, error) { return startDuplex(o, false) },
-	"duplex-bgctx": func(o serverOptions) (*server, error) { return startDuplex(o, true) },
-	"gorilla":      startGorilla,
-	"coder":        startCoder,
-	"gobwas":       startGobwas,
-	"gws":          startGws,
+	"duplex":         func(o serverOptions) (*server, error) { return startDuplex(o, false) },
+	"duplex-handler": func(o serverOptions) (*server, error) { return startDuplex(o, true) },
+	"gorilla":        startGorilla,
+	"coder":          startCoder,
+	"gobwas":         startGobwas,
+	"gws":            startGws,
 }
 
 // serverOptions is what the echo servers have in common.
@@ -157,11 +157,15 @@ func serveHTTP(h http.Handler) (*server, error) {
 	}, nil
 }
 
-// startDuplex reads each message through Conn.Reader into a pooled buffer
-// and writes it back with Conn.Write: the allocation-free path duplex's
-// benchmarks use. Calls take the request's context, as in the package
-// example, unless background is set.
-func startDuplex(o serverOptions, background bool) (*server, error) {
+// startDuplex accepts and returns from the handler at once, reading in a
+// goroutine of the connection's own with context.Background(): net/http
+// then lets go of the request, the response and its per-connection
+// buffers, which is what duplex recommends for many long-lived
+// connections. Each message is read through Conn.Reader into a pooled
+// buffer and written back with Conn.Write, the allocation-free path.
+// With inHandler, the loop runs inside the handler with the request's
+// context instead, as in the package example.
+func startDuplex(o serverOptions, inHandler bool) (*server, error) {
 	opts := &duplex.AcceptOptions{}
 	if o.deflate {
 		opts.Compression = &duplex.CompressionOptions{}
@@ -172,32 +176,36 @@ func startDuplex(o serverOptions, background bool) (*server, error) {
 			o.report(err)
 			return
 		}
-		defer c.CloseNow()
 		c.SetReadLimit(readLimit)
-		ctx := r.Context()
-		if background {
-			ctx = context.Background()
+		if inHandler {
+			duplexEcho(r.Context(), c, o)
+			return
 		}
-		for {
-			typ, rd, err := c.Reader(ctx)
-			if err != nil {
-				if duplex.CloseStatus(err) != duplex.StatusNormalClosure {
-					o.report(err)
-				}
-				return
-			}
-			bp := echoBuffers.Get().(*[]byte)
-			err = readMessage(bp, rd)
-			if err == nil {
-				err = c.Write(ctx, typ, *bp)
-			}
-			echoBuffers.Put(bp)
-			if err != nil {
-				o.report(err)
-				return
-			}
-		}
+		go duplexEcho(context.Background(), c, o)
 	}))
+}
+
+func duplexEcho(ctx context.Context, c *duplex.Conn, o serverOptions) {
+	defer c.CloseNow()
+	for {
+		typ, rd, err := c.Reader(ctx)
+		if err != nil {
+			if duplex.CloseStatus(err) != duplex.StatusNormalClosure {
+				o.report(err)
+			}
+			return
+		}
+		bp := echoBuffers.Get().(*[]byte)
+		err = readMessage(bp, rd)
+		if err == nil {
+			err = c.Write(ctx, typ, *bp)
+		}
+		echoBuffers.Put(bp)
+		if err != nil {
+			o.report(err)
+			return
+		}
+	}
 }
 
 // startGorilla reads with NextReader into a pooled buffer and writes with
