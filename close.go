@@ -368,6 +368,7 @@ func (c *Conn) handleClose(ctx context.Context, payload []byte) error {
 	var buf [2]byte
 	_ = c.writeControl(ctx, OpClose, appendClosePayload(buf[:0], echo, ""))
 	c.rd.err = ce
+	c.in.drop() // the read side is over; payload is not used from here on
 	c.closeReceivedOnce.Do(func() { close(c.closeReceived) })
 	if c.server {
 		c.teardown()

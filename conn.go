@@ -218,11 +218,11 @@ func newConn(nc net.Conn, server bool, buffered []byte, subprotocol string, ext 
 		closed:        make(chan struct{}),
 		closeReceived: make(chan struct{}),
 	}
-	c.readDeadline.init(nc.SetReadDeadline)
-	c.writeDeadline.init(nc.SetWriteDeadline)
+	c.readDeadline.init(nc, false)
+	c.writeDeadline.init(nc, true)
 	c.in.init(nc, buffered)
 	if c.in.raw != nil {
-		c.in.beforeWait = c.sendBeforeWait
+		c.in.owner = c
 	}
 	if ext.deflate != nil {
 		c.flate = &flateState{}
@@ -599,6 +599,7 @@ func (c *Conn) readError(ctx context.Context, err error) error {
 		err = io.ErrUnexpectedEOF
 	}
 	c.rd.err = &connError{code: StatusAbnormalClosure, msg: msg, cause: err}
+	c.in.drop()
 	c.teardown()
 	return c.rd.err
 }

@@ -43,14 +43,14 @@ type readBuffer struct {
 	big     *[]byte
 	small   *[smallReadSize]byte // only when raw is nil: a socket needs no buffer to wait
 
-	// beforeWait, if set, is called before every read from src, which may
-	// wait for the peer.
-	beforeWait func()
+	// owner, if set, is told before every read from src, which may wait
+	// for the peer, so that it sends what it held back (coalesce.go).
+	owner *Conn
 }
 
 func (b *readBuffer) waiting() {
-	if b.beforeWait != nil {
-		b.beforeWait()
+	if b.owner != nil {
+		b.owner.sendBeforeWait()
 	}
 }
 
@@ -184,11 +184,19 @@ func (b *readBuffer) readFull(p []byte) error {
 func (b *readBuffer) discardAll() {
 	b.r, b.w = 0, 0
 	b.borrow()
+	defer b.drop()
 	for {
 		if _, err := b.src.Read(b.buf); err != nil {
 			return
 		}
 	}
+}
+
+// drop forgets what is buffered and gives the large buffer back, for a
+// reader that will read no more.
+func (b *readBuffer) drop() {
+	b.r, b.w = 0, 0
+	b.release()
 }
 
 // unixNano and fromUnixNano store a deadline in a word: the zero time,
@@ -221,7 +229,8 @@ var aLongTimeAgo = time.Unix(1, 0)
 // share a Done channel (the same context, or values derived from it, as a
 // handler's read loop has), and only armed and disarmed per operation.
 type deadline struct {
-	set func(time.Time) error
+	nc    net.Conn
+	write bool // the deadline is nc's write deadline, not its read deadline
 
 	mu      sync.Mutex
 	user    atomic.Int64 // from SetReadDeadline or SetWriteDeadline, as unixNano; written under mu
@@ -234,7 +243,16 @@ type deadline struct {
 	closed bool            // release was called: register nothing more
 }
 
-func (d *deadline) init(set func(time.Time) error) { d.set = set }
+// init makes d the read or write deadline of nc. (Two method values would
+// be two allocations per connection.)
+func (d *deadline) init(nc net.Conn, write bool) { d.nc, d.write = nc, write }
+
+func (d *deadline) set(t time.Time) error {
+	if d.write {
+		return d.nc.SetWriteDeadline(t)
+	}
+	return d.nc.SetReadDeadline(t)
+}
 
 func (d *deadline) setUser(t time.Time) error {
 	d.mu.Lock()
