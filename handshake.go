@@ -12,6 +12,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // acceptGUID is the fixed GUID that RFC 6455 §1.3 appends to the client's key.
@@ -21,11 +22,21 @@ const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 // Sec-WebSocket-Key challengeKey: the base64 of the SHA-1 of the key and the
 // fixed GUID (RFC 6455 §4.2.2).
 func AcceptKey(challengeKey string) string {
-	h := sha1.New()
-	h.Write([]byte(challengeKey))
-	h.Write([]byte(acceptGUID))
-	var sum [sha1.Size]byte
-	return base64.StdEncoding.EncodeToString(h.Sum(sum[:0]))
+	var b [acceptKeyLen]byte
+	return string(appendAcceptKey(b[:0], challengeKey))
+}
+
+// acceptKeyLen is the length of an accept key: the base64 of a SHA-1 sum.
+const acceptKeyLen = (sha1.Size + 2) / 3 * 4
+
+// appendAcceptKey appends [AcceptKey] of challengeKey to dst. It does the
+// work on the stack: the 101 response is built without allocating.
+func appendAcceptKey(dst []byte, challengeKey string) []byte {
+	var in [64]byte // a valid key (24 bytes) and the GUID fit
+	sum := sha1.Sum(append(append(in[:0], challengeKey...), acceptGUID...))
+	var out [acceptKeyLen]byte
+	base64.StdEncoding.Encode(out[:], sum[:])
+	return append(dst, out[:]...)
 }
 
 // newChallengeKey returns a fresh Sec-WebSocket-Key: 16 random bytes in
@@ -34,6 +45,23 @@ func newChallengeKey() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return base64.StdEncoding.EncodeToString(b[:])
+}
+
+// The request headers Accept reads, spelled as net/http stores them
+// ([http.CanonicalHeaderKey]): looked up in another spelling, each would
+// be canonicalised into a new string on every request.
+const (
+	hdrKey      = "Sec-Websocket-Key"
+	hdrVersion  = "Sec-Websocket-Version"
+	hdrProtocol = "Sec-Websocket-Protocol"
+)
+
+// headerValue is [http.Header.Get] for a name already in canonical form.
+func headerValue(h http.Header, name string) string {
+	if v := h[name]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }
 
 // validChallengeKey reports whether key is base64 of exactly 16 bytes.
@@ -171,27 +199,29 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		return nil, refuse(w, &HandshakeError{Status: http.StatusInternalServerError,
 			Reason: "cannot take over the connection from net/http: " + err.Error()})
 	}
-	// net/http may have set deadlines from its ReadTimeout and
-	// WriteTimeout; they are not meant for a long-lived connection.
-	_ = nc.SetDeadline(time.Time{})
 	var buffered []byte
 	if n := brw.Reader.Buffered(); n > 0 {
 		buffered, _ = brw.Reader.Peek(n)
 	}
 
-	resp := make([]byte, 0, 256)
+	// The response is built in the hijacked writer's buffer, which
+	// net/http has given up: the 101 costs no allocation of its own.
+	var resp []byte
+	if brw.Writer != nil {
+		resp = brw.Writer.AvailableBuffer()
+	}
 	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
-	resp = append(resp, AcceptKey(r.Header.Get("Sec-WebSocket-Key"))...)
+	resp = appendAcceptKey(resp, headerValue(r.Header, hdrKey))
 	resp = append(resp, "\r\n"...)
 	if subprotocol != "" {
-		resp = append(resp, "Sec-WebSocket-Protocol: "+subprotocol+"\r\n"...)
+		resp = appendHeader(resp, "Sec-WebSocket-Protocol", subprotocol)
 	}
 	if extHeader != "" {
-		resp = append(resp, "Sec-WebSocket-Extensions: "+extHeader+"\r\n"...)
+		resp = appendHeader(resp, "Sec-WebSocket-Extensions", extHeader)
 	}
 	for k, vs := range w.Header() {
 		for _, v := range vs {
-			resp = append(resp, k+": "+sanitizeHeaderValue(v)+"\r\n"...)
+			resp = appendHeader(resp, k, v)
 		}
 	}
 	resp = append(resp, "\r\n"...)
@@ -200,7 +230,10 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		nc.Close()
 		return nil, fmt.Errorf("websocket: writing the handshake response: %w", err)
 	}
-	_ = nc.SetWriteDeadline(time.Time{})
+	// This clears the write deadline above and any that net/http may have
+	// set from its ReadTimeout and WriteTimeout: they are not meant for a
+	// long-lived connection.
+	_ = nc.SetDeadline(time.Time{})
 	return newConn(nc, true, buffered, subprotocol, ext), nil
 }
 
@@ -208,14 +241,23 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 // that does not read cannot hold a handler forever.
 const handshakeWriteTimeout = 10 * time.Second
 
-// sanitizeHeaderValue keeps a header value from splitting the response.
-func sanitizeHeaderValue(v string) string {
-	return strings.Map(func(r rune) rune {
-		if r == '\r' || r == '\n' {
-			return ' '
+// appendHeader appends a header line, with the value sanitised: a CR or LF
+// in it becomes a space, so that it cannot split the response, and invalid
+// UTF-8 becomes U+FFFD.
+func appendHeader(dst []byte, name, value string) []byte {
+	dst = append(dst, name...)
+	dst = append(dst, ": "...)
+	if strings.ContainsAny(value, "\r\n") || !utf8.ValidString(value) {
+		for _, r := range value {
+			if r == '\r' || r == '\n' {
+				r = ' '
+			}
+			dst = utf8.AppendRune(dst, r)
 		}
-		return r
-	}, v)
+	} else {
+		dst = append(dst, value...)
+	}
+	return append(dst, "\r\n"...)
 }
 
 // refuse answers a refused handshake with herr's status and reason.
@@ -250,7 +292,7 @@ func checkUpgradeRequest(r *http.Request) *HandshakeError {
 	if herr := checkVersion(r); herr != nil {
 		return herr
 	}
-	if k := r.Header.Values("Sec-WebSocket-Key"); len(k) != 1 || !validChallengeKey(k[0]) {
+	if k := r.Header[hdrKey]; len(k) != 1 || !validChallengeKey(k[0]) {
 		return bad(http.StatusBadRequest, "Sec-WebSocket-Key must be the base64 of 16 bytes, it is %q", strings.Join(k, ", "))
 	}
 	return nil
@@ -258,7 +300,7 @@ func checkUpgradeRequest(r *http.Request) *HandshakeError {
 
 // checkVersion requires the protocol version this package speaks (§4.4).
 func checkVersion(r *http.Request) *HandshakeError {
-	if v := r.Header.Values("Sec-WebSocket-Version"); len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
+	if v := r.Header[hdrVersion]; len(v) != 1 || strings.TrimSpace(v[0]) != "13" {
 		return &HandshakeError{Status: http.StatusUpgradeRequired, Reason: fmt.Sprintf(
 			"unsupported Sec-WebSocket-Version %q; this server speaks version 13", strings.Join(v, ", "))}
 	}
@@ -272,15 +314,15 @@ func checkOrigin(r *http.Request, patterns []string) *HandshakeError {
 	if origin == "" {
 		return nil
 	}
-	u, err := url.Parse(origin)
-	if err != nil || u.Host == "" {
+	host, ok := originHost(origin)
+	if !ok {
 		return &HandshakeError{Status: http.StatusForbidden,
 			Reason: fmt.Sprintf("Origin %q is not a URL with a host", origin)}
 	}
-	if strings.EqualFold(u.Host, r.Host) {
+	if strings.EqualFold(host, r.Host) {
 		return nil
 	}
-	host := strings.ToLower(u.Host)
+	host = strings.ToLower(host)
 	for _, p := range patterns {
 		ok, err := path.Match(strings.ToLower(p), host)
 		if err != nil {
@@ -296,11 +338,58 @@ func checkOrigin(r *http.Request, patterns []string) *HandshakeError {
 		origin, r.Host)}
 }
 
+// originHost returns the host, with the port if any, of the URL origin, as
+// [url.Parse] finds it; ok is false if there is none.
+func originHost(origin string) (host string, ok bool) {
+	if host, ok := simpleOriginHost(origin); ok {
+		return host, true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return "", false
+	}
+	return u.Host, true
+}
+
+// simpleOriginHost parses the form browsers send, scheme://name[:port] with
+// a plain host name or IPv4 address, without url.Parse's allocation. It
+// answers only when url.Parse would find the same host and no error;
+// anything else (IPv6, user info, a path, escapes) is left to url.Parse.
+func simpleOriginHost(origin string) (string, bool) {
+	scheme, host, ok := strings.Cut(origin, "://")
+	if !ok || scheme == "" || host == "" {
+		return "", false
+	}
+	for i := 0; i < len(scheme); i++ {
+		c := scheme[i]
+		letter := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+		if !letter && (i == 0 || !('0' <= c && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return "", false
+		}
+	}
+	name, port, hasPort := strings.Cut(host, ":")
+	if name == "" || hasPort && port == "" {
+		return "", false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '-') {
+			return "", false
+		}
+	}
+	for i := 0; i < len(port); i++ {
+		if c := port[i]; c < '0' || c > '9' {
+			return "", false
+		}
+	}
+	return host, true
+}
+
 // selectSubprotocol returns the first of the server's subprotocols that the
 // client offers, or "".
 func selectSubprotocol(h http.Header, server []string) string {
 	for _, s := range server {
-		if hasTokenExact(h, "Sec-WebSocket-Protocol", s) {
+		if hasTokenExact(h, hdrProtocol, s) {
 			return s
 		}
 	}
