@@ -165,6 +165,12 @@ type AcceptOptions struct {
 // with the 101 response. Use the request's context or your own to bound the
 // connection's life; Accept clears the deadlines net/http set on it.
 //
+// Over HTTP/1.1 the connection no longer depends on the handler: the handler
+// may return and leave the Conn to another goroutine, which lets net/http
+// free the request, the response and their buffers (about 11 KiB per
+// connection). The request's context ends when the handler returns, so that
+// goroutine needs a context of its own.
+//
 // Over HTTP/2, Accept serves the extended CONNECT requests of RFC 8441 on
 // the same handler: it answers 200 and runs the WebSocket on the request's
 // stream. Such a connection lives inside the handler, since net/http ends
