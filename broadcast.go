@@ -50,12 +50,7 @@ func (pm *PreparedMessage) form(compressed bool, level int) (*preparedForm, erro
 	if compressed {
 		var fs flateState
 		params := &deflateParams{level: level}
-		fw := fs.begin(params, nil)
-		_, err := fw.Write(pm.data)
-		var payload []byte
-		if err == nil {
-			payload, err = fs.finish(params, fw)
-		}
+		payload, err := fs.compress(params, pm.data)
 		f.payload = append([]byte(nil), payload...)
 		fs.end()
 		if err != nil {

@@ -4,11 +4,16 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // pipePair returns a server and a client Conn joined by a loopback TCP
@@ -53,6 +58,8 @@ func TestRFC7692HelloVectors(t *testing.T) {
 		{"§7.2.3.1 two fragments", unhex("41 03 f2 48 cd 80 04 c9 c9 07 00")},
 		{"§7.2.3.3 no-compression block", unhex("c1 0b 00 05 00 fa ff 48 65 6c 6c 6f 00")},
 		{"§7.2.3.5 two deflate blocks", unhex("c1 0d f2 48 05 00 00 00 ff ff ca c9 c9 07 00")},
+		{"§7.2.3.4 block with BFINAL set", unhex("c1 08 f3 48 cd c9 c9 07 00 00")},
+		{"block with BFINAL set, without §7.2.3.4's empty block", unhex("c1 07 f3 48 cd c9 c9 07 00")},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -243,6 +250,7 @@ func TestCorruptCompressedData(t *testing.T) {
 		{"invalid block type", unhex("c2 03 ff ff ff"), StatusInvalidFramePayloadData},
 		{"RSV1 on a continuation", unhex("42 03 f2 48 cd c0 04 c9 c9 07 00"), StatusProtocolError},
 		{"data past the final block", append([]byte{0xc2, byte(len(pastEnd))}, pastEnd...), StatusInvalidFramePayloadData},
+		{"more than §7.2.3.4's empty block past the final block", unhex("c1 09 f3 48 cd c9 c9 07 00 00 00"), StatusInvalidFramePayloadData},
 	}
 	for _, c := range cases {
 		_, client := pipePair(t, ext, ext)
@@ -302,5 +310,286 @@ func TestHuffmanOnlyRoundTrip(t *testing.T) {
 	_, got, err := server.Read(context.Background())
 	if err != nil || !bytes.Equal(got, msg) {
 		t.Fatalf("%d bytes, %v", len(got), err)
+	}
+}
+
+// inflateAll decompresses a message's payload as a peer would: with the
+// flush marker that the sender cut put back (RFC 7692 §7.2.2).
+func inflateAll(payload []byte) ([]byte, error) {
+	return io.ReadAll(flate.NewReader(io.MultiReader(bytes.NewReader(payload), bytes.NewReader(deflateTail[:]))))
+}
+
+// deflaterInputs are messages that take the compressor down each of its
+// paths: empty and tiny, stored, fixed and dynamic blocks, every match
+// length, distances up to the window and past it, several blocks, and
+// skewed frequencies that make Huffman codes too long for DEFLATE.
+func deflaterInputs() map[string][]byte {
+	rng := rand.New(rand.NewPCG(1, 2))
+	random := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	in := map[string][]byte{}
+	for _, n := range []int{0, 1, 2, 3, 4, 7, 8, 9, 15, 16, 17, 127, 128, 258, 259, 1024, blockInput - 1, blockInput, blockInput + 1, 65535, 65536, 200 << 10} {
+		in[fmt.Sprintf("json/%d", n)] = jsonMessage(n)
+		in[fmt.Sprintf("random/%d", n)] = random(n)
+		in[fmt.Sprintf("zeros/%d", n)] = make([]byte, n)
+	}
+	for _, period := range []int{1, 2, 3, 4, 5, 257, 258, 259, 1000, maxDistance - 1, maxDistance, maxDistance + 1, 40000} {
+		unit := random(period)
+		in[fmt.Sprintf("period/%d", period)] = bytes.Repeat(unit, 3+(100<<10)/period)
+	}
+	// Byte i appears Fib(i+2) times, 1, 2, 3, 5..., in one block: with
+	// the end of block's 1, a Huffman code for the literals would have
+	// codes of 18 bits.
+	var skewed []byte
+	for i, f, g := 0, 1, 2; i < 18; i, f, g = i+1, g, f+g {
+		skewed = append(skewed, bytes.Repeat([]byte{byte('a' + i)}, f)...)
+	}
+	rng.Shuffle(len(skewed), func(i, j int) { skewed[i], skewed[j] = skewed[j], skewed[i] })
+	in["skewed"] = skewed
+	in["text"] = []byte(strings.Repeat("the quick brown fox jumps over the lazy dog ", 2000))
+	return in
+}
+
+// The compressor's output inflates back to its input with compress/flate,
+// with and without matches, reusing one deflater as the pool does.
+func TestDeflaterRoundTrip(t *testing.T) {
+	d := new(deflater)
+	for name, msg := range deflaterInputs() {
+		for _, huffmanOnly := range []bool{false, true} {
+			got := d.compress(nil, msg, huffmanOnly)
+			out, err := inflateAll(got)
+			if err != nil || !bytes.Equal(out, msg) {
+				t.Fatalf("%s, huffman-only %v: inflated %d bytes of %d, %v", name, huffmanOnly, len(out), len(msg), err)
+			}
+			// Stored blocks bound the size: 5 bytes per block, and one
+			// for the final empty block's header.
+			if limit := len(msg) + 5*(len(msg)/blockInput+1) + 1; len(got) > limit {
+				t.Errorf("%s, huffman-only %v: %d bytes compressed to %d", name, huffmanOnly, len(msg), len(got))
+			}
+		}
+	}
+}
+
+// The empty message compresses to the single byte RFC 7692 §7.2.3.6 shows.
+func TestDeflaterEmptyMessage(t *testing.T) {
+	if got := new(deflater).compress(nil, nil, false); !bytes.Equal(got, []byte{0x00}) {
+		t.Fatalf("empty message compressed to % x", got)
+	}
+}
+
+// Huffman codes are complete (Kraft's sum is exactly 1, so that zlib
+// accepts them) and no longer than the limit, however skewed the
+// frequencies, with one symbol or many.
+func TestHuffmanCodeLengths(t *testing.T) {
+	fib := make([]int32, numLitLen)
+	for i := range fib {
+		fib[i] = 1
+		if i >= 2 {
+			fib[i] = min(fib[i-1]+fib[i-2], 1<<20)
+		}
+	}
+	uniform := make([]int32, numLitLen)
+	for i := range uniform {
+		uniform[i] = 7
+	}
+	cases := []struct {
+		name    string
+		freq    []int32
+		maxBits int
+	}{
+		{"one symbol", []int32{0, 0, 5}, maxCodeBits},
+		{"symbol 0 alone", []int32{9, 0, 0}, maxCodeBits},
+		{"last code length symbol alone", append(make([]int32, numCodeLen-1), 3), maxCodeLenBits},
+		{"two", []int32{1, 0, 1000}, maxCodeBits},
+		{"uniform", uniform, maxCodeBits},
+		{"fibonacci literals", fib, maxCodeBits},
+		{"fibonacci code lengths", fib[:numCodeLen], maxCodeLenBits},
+		{"fibonacci distances", fib[:numDist], maxCodeBits},
+	}
+	d := new(deflater)
+	for _, c := range cases {
+		var h huffmanCode
+		h.build(d, c.freq, c.maxBits)
+		kraft := 0.0
+		for s, f := range c.freq {
+			l := int(h.lens[s])
+			if f != 0 && l == 0 {
+				t.Errorf("%s: symbol %d has no code", c.name, s)
+			}
+			if l > c.maxBits {
+				t.Errorf("%s: symbol %d has a code of %d bits, over %d", c.name, s, l, c.maxBits)
+			}
+			if l != 0 {
+				kraft += 1 / float64(int(1)<<l)
+			}
+		}
+		if kraft != 1 {
+			t.Errorf("%s: Kraft sum %v, want 1", c.name, kraft)
+		}
+	}
+}
+
+// FuzzDeflater checks that whatever the message, the compressor's output
+// inflates back to it.
+func FuzzDeflater(f *testing.F) {
+	f.Add([]byte("Hello"), false)
+	f.Add(jsonMessage(1024), false)
+	f.Add(bytes.Repeat([]byte("ab"), 300), true)
+	d := new(deflater)
+	f.Fuzz(func(t *testing.T, msg []byte, huffmanOnly bool) {
+		got := d.compress(nil, msg, huffmanOnly)
+		out, err := inflateAll(got)
+		if err != nil || !bytes.Equal(out, msg) {
+			t.Fatalf("inflated %q, %v; want %q", out, err, msg)
+		}
+	})
+}
+
+// Reading a compressed message to its end notes, as reading any message
+// does, that the next one is already buffered, so that answers written
+// meanwhile are held and sent together (coalesce.go).
+func TestCompressedReadNotesBufferedInput(t *testing.T) {
+	ext := extensions{deflate: &deflateParams{level: flate.BestSpeed}}
+	server, client := pipePair(t, ext, ext)
+	if server.in.raw == nil {
+		t.Skip("answers are held only on sockets that can be written without blocking")
+	}
+	msg := jsonMessage(1024)
+	frame := maskedFrame(Header{Fin: true, Rsv1: true, Opcode: OpText}, rawDeflate(msg, flate.BestSpeed))
+	if _, err := client.nc.Write(append(frame, frame...)); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := range 2 {
+		_, got, err := server.Read(ctx)
+		if err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("message %d: %d bytes, %v", i, len(got), err)
+		}
+		if i == 0 && !server.batching.Load() {
+			// The second message may have arrived late; it did
+			// not if the first read left it buffered.
+			if server.in.buffered() > 0 {
+				t.Fatal("next message buffered, but writes are not held for it")
+			}
+			t.Log("second message arrived separately; nothing to hold for")
+		}
+	}
+}
+
+// Whole messages are compressed by the deflater where it applies, and
+// inflate back on the peer, in both roles.
+func TestFastDeflateRoundTrip(t *testing.T) {
+	for _, level := range []int{flate.BestSpeed, flate.HuffmanOnly} {
+		ext := extensions{deflate: &deflateParams{level: level}}
+		if !ext.deflate.fastDeflate() {
+			t.Fatalf("level %d does not use the deflater", level)
+		}
+		server, client := pipePair(t, ext, ext)
+		server.SetReadLimit(1 << 20)
+		client.SetReadLimit(1 << 20)
+		ctx := context.Background()
+		for _, msg := range [][]byte{nil, []byte("x"), jsonMessage(1024), jsonMessage(100 << 10)} {
+			for _, dir := range [][2]*Conn{{client, server}, {server, client}} {
+				done := make(chan error, 1)
+				go func() { done <- dir[0].Write(ctx, MessageBinary, msg) }()
+				_, got, err := dir[1].Read(ctx)
+				if err != nil || !bytes.Equal(got, msg) {
+					t.Fatalf("level %d, %d bytes: read %d, %v", level, len(msg), len(got), err)
+				}
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+}
+
+// A read that times out in the middle of a compressed message leaves the
+// connection usable: the rest of that message is dropped and the next one
+// reads whole. With context takeover the next one cannot be decompressed
+// without what was lost, and the connection fails with 1011.
+func TestCompressedReadTimeout(t *testing.T) {
+	for _, takeover := range []bool{false, true} {
+		ext := extensions{deflate: &deflateParams{level: flate.BestSpeed, inflateTakeover: takeover}}
+		server, client := pipePair(t, ext, ext)
+		msg := jsonMessage(4096)
+		frame := maskedFrame(Header{Fin: true, Rsv1: true, Opcode: OpText}, rawDeflate(msg, flate.BestSpeed))
+		if _, err := client.nc.Write(frame[:len(frame)/2]); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_, r, err := server.Reader(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(r)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || len(got) >= len(msg) {
+			t.Fatalf("takeover=%v: read %d bytes, %v; want part of the message and a timeout", takeover, len(got), err)
+		}
+		if _, err := r.Read(make([]byte, 10)); err == nil {
+			t.Fatalf("takeover=%v: the message read on after its decompression was cut short", takeover)
+		}
+		if _, err := client.nc.Write(append(frame[len(frame)/2:], frame...)); err != nil {
+			t.Fatal(err)
+		}
+		if takeover {
+			// A peer that reads answers our Close, ending the wait
+			// for it.
+			go client.Read(context.Background())
+		}
+		_, got, err = server.Read(context.Background())
+		if takeover {
+			if CloseStatus(err) != StatusInternalError {
+				t.Fatalf("takeover: next message %d bytes, %v; want status 1011", len(got), err)
+			}
+		} else if err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("next message: %d bytes, %v", len(got), err)
+		}
+	}
+}
+
+// Without a limit to meet, codes are optimal: they cost as many bits as
+// Huffman's algorithm, run here the plain way, says the symbols need.
+func TestHuffmanCodesAreOptimal(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	d := new(deflater)
+	for range 1000 {
+		freq := make([]int32, 2+rng.IntN(numDist-2))
+		for i := range freq {
+			freq[i] = int32(rng.IntN(50))
+		}
+		// The cost of a Huffman code is the sum of the weights of the
+		// nodes that pairing the two lightest makes.
+		var weights []int64
+		for _, f := range freq {
+			if f != 0 {
+				weights = append(weights, int64(f))
+			}
+		}
+		if len(weights) < 2 {
+			continue
+		}
+		var want int64
+		for len(weights) > 1 {
+			slices.Sort(weights)
+			pair := weights[0] + weights[1]
+			want += pair
+			weights = append(weights[2:], pair)
+		}
+		var h huffmanCode
+		h.build(d, freq, maxCodeBits)
+		var got int64
+		for s, f := range freq {
+			got += int64(f) * int64(h.lens[s])
+		}
+		if got != want {
+			t.Fatalf("frequencies %v: code lengths %v cost %d bits, want %d", freq, h.lens[:len(freq)], got, want)
+		}
 	}
 }
