@@ -131,9 +131,9 @@ func TestHeldWritesCoalesce(t *testing.T) {
 			peer.expect(t, n)
 			// The 32 messages arrive in one segment and are read with
 			// one system call; each answer on its own would take a
-			// write of its own. A timer firing on a slow machine may
-			// split the batch a few times.
-			if w := cc.writes.Load(); w > 8 {
+			// write of its own. On a slow machine the timer may fire
+			// mid-batch, and each time costs up to two writes.
+			if w := cc.writes.Load(); w > n/2 {
 				t.Errorf("%d answers took %d writes; want them sent together", n, w)
 			}
 			c.CloseNow()
