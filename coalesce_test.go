@@ -20,7 +20,7 @@ import (
 
 // countingConn counts the writes that go through net.Conn.Write. The
 // Conn's writes without blocking go to the socket directly and are not
-// counted; SyscallConn is the TCPConn's, so frames can be held.
+// counted.
 type countingConn struct {
 	*net.TCPConn
 	writes atomic.Int64
@@ -45,6 +45,13 @@ func heldPair(t *testing.T, server bool, n int) (*Conn, *countingConn, *heldPeer
 	a, b := tcpPair(t)
 	cc := &countingConn{TCPConn: a.(*net.TCPConn)}
 	c := newConn(cc, server, nil, "", extensions{})
+	// A wrapper gets no raw socket of its own (it might change the
+	// bytes); this one only counts, so give the Conn the socket's.
+	raw, err := cc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.in.raw, c.in.owner = raw, c
 	peer := &heldPeer{nc: b, br: bufio.NewReader(b), client: server}
 	t.Cleanup(func() {
 		c.CloseNow()
@@ -275,5 +282,50 @@ func TestHeldWritesDoNotStallTheReader(t *testing.T) {
 	}
 	if err := <-serverWrote; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// xorConn scrambles every byte it reads and writes, as a wrapper that
+// changes the stream would (a PROXY-protocol reader, say).
+type xorConn struct{ *net.TCPConn }
+
+func (c xorConn) Read(p []byte) (int, error) {
+	n, err := c.TCPConn.Read(p)
+	for i := range p[:n] {
+		p[i] ^= 0x55
+	}
+	return n, err
+}
+
+func (c xorConn) Write(p []byte) (int, error) {
+	q := bytes.Clone(p)
+	for i := range q {
+		q[i] ^= 0x55
+	}
+	return c.TCPConn.Write(q)
+}
+
+// A wrapper around a socket is read and written through its own methods,
+// never around them through the socket it exposes with SyscallConn.
+func TestWrappedSocketIsNotBypassed(t *testing.T) {
+	a, b := tcpPair(t)
+	server := newConn(xorConn{a.(*net.TCPConn)}, true, nil, "", extensions{})
+	client := newConn(xorConn{b.(*net.TCPConn)}, false, nil, "", extensions{})
+	defer server.CloseNow()
+	defer client.CloseNow()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	const n = 20
+	go echo(ctx, server, n)
+	for i := range n { // pipelined, so that answers could be held
+		if err := client.Write(ctx, MessageText, []byte(fmt.Sprintf("message %03d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range n {
+		_, p, err := client.Read(ctx)
+		if want := fmt.Sprintf("message %03d", i); err != nil || string(p) != want {
+			t.Fatalf("echo %d: %q, %v; want %q", i, p, err, want)
+		}
 	}
 }

@@ -522,6 +522,7 @@ func (c *Conn) startFrame(h Header) error {
 func (c *Conn) readPayload(ctx context.Context, p []byte) (int, error) {
 	for c.rd.frameLeft == 0 {
 		if c.rd.frame.Fin {
+			c.noteBuffered() // for a message that ends with an empty frame
 			return 0, io.EOF
 		}
 		h, err := c.nextFrame(ctx)

@@ -58,8 +58,11 @@ func (b *readBuffer) waiting() {
 func (b *readBuffer) init(src io.Reader, buffered []byte) {
 	b.src = src
 	b.raw = nil
-	if sc, ok := src.(syscall.Conn); ok && canReadWhenReady {
-		if raw, err := sc.SyscallConn(); err == nil {
+	// Only a socket itself, not a wrapper that might change what is read
+	// or written: the raw socket bypasses its methods.
+	switch sc := src.(type) {
+	case *net.TCPConn, *net.UnixConn:
+		if raw, err := sc.(syscall.Conn).SyscallConn(); err == nil && canReadWhenReady {
 			b.raw = raw
 		}
 	}
