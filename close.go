@@ -199,7 +199,9 @@ const (
 // read loop, if it is between two reads, to take; if nobody takes it, Close
 // discards it and every message after it until the peer's Close frame. It
 // returns nil when the handshake completed, and an error saying what went
-// wrong otherwise; the connection is closed either way.
+// wrong otherwise (for a peer that went away without answering, one whose
+// [CloseStatus] is [StatusAbnormalClosure]); the connection is closed either
+// way.
 //
 // Calling Close again while a Close is under way waits for that one to
 // finish, without cutting its handshake short, and returns an error
@@ -345,6 +347,9 @@ func (c *Conn) closeResult(ctx context.Context) error {
 	}
 	select {
 	case <-c.closed:
+		if lost := c.readLost.Load(); lost != nil {
+			return fmt.Errorf("websocket: the peer went away before it answered the close frame: %w", lost)
+		}
 		return fmt.Errorf("websocket: connection closed before the peer answered the close frame: %w", net.ErrClosed)
 	default:
 	}

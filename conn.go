@@ -155,6 +155,7 @@ type Conn struct {
 	reader       messageReader
 	readLimit    atomic.Int64
 	fragLimit    atomic.Int64
+	readLost     atomic.Pointer[connError] // how reading failed, when the network failed it
 
 	// The write side. msgLock is held for a whole message, frameLock for
 	// one frame, so that control frames can go between fragments.
@@ -585,9 +586,11 @@ func (c *Conn) readError(ctx context.Context, err error) error {
 		// intact.
 		return contextError(ctx, err)
 	}
+	lost := true
 	msg := "connection lost"
 	select {
 	case <-c.closed:
+		lost = false
 		msg = "connection closed"
 		err = net.ErrClosed
 		if kerr := c.keepAliveError(); kerr != nil {
@@ -599,10 +602,14 @@ func (c *Conn) readError(ctx context.Context, err error) error {
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
 	}
-	c.rd.err = &connError{code: StatusAbnormalClosure, msg: msg, cause: err}
+	cerr := &connError{code: StatusAbnormalClosure, msg: msg, cause: err}
+	c.rd.err = cerr
+	if lost {
+		c.readLost.Store(cerr) // before teardown, for a Close waiting on c.closed
+	}
 	c.in.drop()
 	c.teardown()
-	return c.rd.err
+	return cerr
 }
 
 // messageReader is the reader [Conn.Reader] returns. It lives inside the Conn

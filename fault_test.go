@@ -589,8 +589,8 @@ func TestFaultMidClose(t *testing.T) {
 							peer.nc.Close()
 						}
 						err = faultAwait(t, closed, "Close")
-						if err == nil {
-							t.Fatal("Close returned nil, but the peer never answered")
+						if websocket.CloseStatus(err) != websocket.StatusAbnormalClosure {
+							t.Fatalf("Close: %v (status %v); want 1006, the peer never answered", err, websocket.CloseStatus(err))
 						}
 						if d := time.Since(start); d > 2*time.Second {
 							t.Errorf("Close took %v to notice the peer was gone", d)
