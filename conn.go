@@ -171,6 +171,7 @@ type Conn struct {
 	batching      atomic.Bool // the reader has input buffered: hold small frames
 
 	keepAlive keepAlive
+	await     atomic.Pointer[awaitState] // made by the first AwaitMessage (await.go)
 
 	// afterClose, when set, runs once the TCP connection has closed; a
 	// [Group] uses it to forget the connection.
@@ -298,7 +299,14 @@ func (c *Conn) teardown() {
 			_ = c.sendHeldNow()
 			c.frameLock.unlock()
 		}
+		a := c.await.Load()
+		if a != nil {
+			a.stop()
+		}
 		_ = c.nc.Close()
+		if a != nil {
+			c.wake(a) // an application awaiting a message reads the news
+		}
 		c.stopKeepAlive()
 		c.readDeadline.release()
 		c.writeDeadline.release()

@@ -25,6 +25,9 @@ const (
 	readBufferSize = 16 << 10
 )
 
+// errWouldBlock is readNow's answer when the socket has nothing to read.
+var errWouldBlock = errors.New("websocket: nothing to read yet")
+
 var readBuffers = sync.Pool{New: func() any {
 	b := make([]byte, readBufferSize)
 	return &b
@@ -38,6 +41,7 @@ type readBuffer struct {
 	raw     syscall.RawConn // src's socket, to wait for data holding no buffer; nil if not a socket
 	rawRead func(fd uintptr) bool
 	rawErr  error
+	noWait  bool   // rawRead reports an empty socket instead of waiting
 	buf     []byte // small[:], *big, or nil; the data is buf[r:w]
 	r, w    int
 	big     *[]byte

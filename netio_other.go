@@ -12,6 +12,7 @@ import (
 const canReadWhenReady = false
 
 func (b *readBuffer) readWhenReady() error { return errors.ErrUnsupported }
+func (b *readBuffer) readNow() error       { return errors.ErrUnsupported }
 
 // nonblockingWriter is not needed here: without readWhenReady, frames are
 // never held (see coalesce.go).

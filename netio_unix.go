@@ -17,7 +17,13 @@ const canReadWhenReady = true
 // system call. An idle connection therefore costs no buffer, and a message
 // that arrives costs one read however large it is (up to the buffer).
 // b must be empty.
-func (b *readBuffer) readWhenReady() error {
+func (b *readBuffer) readWhenReady() error { return b.readRaw(true) }
+
+// readNow reads what the socket has without waiting, as readWhenReady
+// does, and returns errWouldBlock if it has nothing.
+func (b *readBuffer) readNow() error { return b.readRaw(false) }
+
+func (b *readBuffer) readRaw(wait bool) error {
 	if b.rawRead == nil {
 		// Made once: a closure made per read would be allocated per read.
 		b.rawRead = func(fd uintptr) bool {
@@ -31,15 +37,22 @@ func (b *readBuffer) readWhenReady() error {
 				}
 			}
 			if err == syscall.EAGAIN {
-				// Not readable after all: wait, holding nothing.
+				// Not readable after all: wait, holding nothing, or
+				// report it.
 				readBuffers.Put(buf)
-				return false
+				b.rawErr = err
+				return b.noWait
 			}
 			b.big, b.buf, b.r, b.w, b.rawErr = buf, *buf, 0, max(n, 0), err
 			return true
 		}
 	}
+	b.noWait = !wait
 	err := b.raw.Read(b.rawRead)
+	if err == nil && b.rawErr == syscall.EAGAIN {
+		b.rawErr = nil
+		return errWouldBlock
+	}
 	if err == nil && b.rawErr != nil {
 		err = os.NewSyscallError("read", b.rawErr)
 	}

@@ -33,12 +33,15 @@ const readLimit = 2 << 20
 // comes first as the baseline the others are divided by.
 var libraries = []string{"gorilla", "duplex", "coder", "gobwas", "gws"}
 
-// servers starts an echo server for each library. duplex-handler is not in
-// the table: it is duplex with the read loop inside the handler, using the
-// request's context, to show what keeping the handler running costs.
+// servers starts an echo server for each library. duplex-handler and
+// duplex-await are not in the default table: duplex-handler is duplex with
+// the read loop inside the handler, using the request's context, to show
+// what keeping the handler running costs; duplex-await serves each
+// connection with Conn.AwaitMessage, holding no goroutine while it idles.
 var servers = map[string]func(serverOptions) (*server, error){
-	"duplex":         func(o serverOptions) (*server, error) { return startDuplex(o, false) },
-	"duplex-handler": func(o serverOptions) (*server, error) { return startDuplex(o, true) },
+	"duplex":         func(o serverOptions) (*server, error) { return startDuplex(o, duplexGoroutine) },
+	"duplex-handler": func(o serverOptions) (*server, error) { return startDuplex(o, duplexInHandler) },
+	"duplex-await":   func(o serverOptions) (*server, error) { return startDuplex(o, duplexAwait) },
 	"gorilla":        startGorilla,
 	"coder":          startCoder,
 	"gobwas":         startGobwas,
@@ -157,15 +160,23 @@ func serveHTTP(h http.Handler) (*server, error) {
 	}, nil
 }
 
-// startDuplex accepts and returns from the handler at once, reading in a
-// goroutine of the connection's own with context.Background(): net/http
-// then lets go of the request, the response and its per-connection
-// buffers, which is what duplex recommends for many long-lived
-// connections. Each message is read through Conn.Reader into a pooled
-// buffer and written back with Conn.Write, the allocation-free path.
-// With inHandler, the loop runs inside the handler with the request's
-// context instead, as in the package example.
-func startDuplex(o serverOptions, inHandler bool) (*server, error) {
+// How the duplex server serves a connection.
+const (
+	duplexGoroutine = iota // a goroutine of its own, the handler returns
+	duplexInHandler        // the handler's goroutine, with the request's context
+	duplexAwait            // Conn.AwaitMessage, the handler returns
+)
+
+// startDuplex accepts and, by default, returns from the handler at once,
+// reading in a goroutine of the connection's own with context.Background():
+// net/http then lets go of the request, the response and its
+// per-connection buffers, which is what duplex recommends for many
+// long-lived connections. Each message is read through Conn.Reader into a
+// pooled buffer and written back with Conn.Write, the allocation-free path.
+// duplexInHandler runs the loop inside the handler with the request's
+// context instead, as in the package example; duplexAwait serves each
+// message from a function AwaitMessage calls.
+func startDuplex(o serverOptions, mode int) (*server, error) {
 	opts := &duplex.AcceptOptions{}
 	if o.deflate {
 		opts.Compression = &duplex.CompressionOptions{}
@@ -177,35 +188,57 @@ func startDuplex(o serverOptions, inHandler bool) (*server, error) {
 			return
 		}
 		c.SetReadLimit(readLimit)
-		if inHandler {
+		switch mode {
+		case duplexInHandler:
 			duplexEcho(r.Context(), c, o)
-			return
+		case duplexAwait:
+			duplexAwaitEcho(c, o)
+		default:
+			go duplexEcho(context.Background(), c, o)
 		}
-		go duplexEcho(context.Background(), c, o)
 	}))
 }
 
 func duplexEcho(ctx context.Context, c *duplex.Conn, o serverOptions) {
 	defer c.CloseNow()
-	for {
-		typ, rd, err := c.Reader(ctx)
-		if err != nil {
-			if duplex.CloseStatus(err) != duplex.StatusNormalClosure {
-				o.report(err)
-			}
-			return
-		}
-		bp := echoBuffers.Get().(*[]byte)
-		err = readMessage(bp, rd)
-		if err == nil {
-			err = c.Write(ctx, typ, *bp)
-		}
-		echoBuffers.Put(bp)
-		if err != nil {
-			o.report(err)
-			return
-		}
+	for duplexEchoOne(ctx, c, o) {
 	}
+}
+
+// duplexEchoOne echoes one message and reports whether the connection
+// goes on.
+func duplexEchoOne(ctx context.Context, c *duplex.Conn, o serverOptions) bool {
+	typ, rd, err := c.Reader(ctx)
+	if err != nil {
+		if duplex.CloseStatus(err) != duplex.StatusNormalClosure {
+			o.report(err)
+		}
+		return false
+	}
+	bp := echoBuffers.Get().(*[]byte)
+	err = readMessage(bp, rd)
+	if err == nil {
+		err = c.Write(ctx, typ, *bp)
+	}
+	echoBuffers.Put(bp)
+	if err != nil {
+		o.report(err)
+		return false
+	}
+	return true
+}
+
+func duplexAwaitEcho(c *duplex.Conn, o serverOptions) {
+	ctx := context.Background()
+	var serve func()
+	serve = func() {
+		if !duplexEchoOne(ctx, c, o) {
+			c.CloseNow()
+			return
+		}
+		c.AwaitMessage(serve)
+	}
+	c.AwaitMessage(serve)
 }
 
 // startGorilla reads with NextReader into a pooled buffer and writes with
