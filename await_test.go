@@ -237,7 +237,7 @@ func TestAwaitMessageClosed(t *testing.T) {
 			var calls atomic.Int64
 			done := make(chan error, 1)
 			awaitEcho(server, &calls, done)
-			go readUntilClosed(ctx, client) // answers our Close frames
+			go readUntilClosed(ctx, client)   // answers our Close frames
 			time.Sleep(10 * time.Millisecond) // let it be watched
 			tc.end(client, server)
 			if err := awaitEnd(t, ctx, done); !tc.ok(err) {
