@@ -26,7 +26,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -67,8 +66,8 @@ func inH2Child(t *testing.T) bool {
 	cmd := exec.CommandContext(ctx, exe, "-test.run=^"+regexp.QuoteMeta(t.Name())+"$",
 		"-test.v", "-test.count=1", "-test.timeout="+(h2ChildTimeout-30*time.Second).String())
 	cmd.Env = append(os.Environ(), "GODEBUG="+godebug, h2ChildEnv+"="+t.Name())
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	interop.OwnGroup(cmd)
+	cmd.Cancel = func() error { return interop.KillGroup(cmd.Process.Pid) }
 	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out

@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -90,8 +89,8 @@ func output(name string, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	OwnGroup(cmd)
+	cmd.Cancel = func() error { return KillGroup(cmd.Process.Pid) }
 	cmd.WaitDelay = 2 * time.Second
 	out, err := cmd.Output()
 	if err != nil {
@@ -213,7 +212,7 @@ func Start(t TB, name string, o Options) *Process {
 	}
 	p.stderr.max = 64 << 10
 	cmd := exec.Command(o.Args[0], o.Args[1:]...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	OwnGroup(cmd)
 	// The stderr copy must not wait for grandchildren that keep the pipe
 	// open after the process group is gone (Chromium's crash handler runs
 	// in a session of its own).
@@ -368,7 +367,7 @@ func (p *Process) stop(grace time.Duration) {
 		select {
 		case <-p.exited:
 		default:
-			if err := syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			if err := KillGroup(p.cmd.Process.Pid); err != nil {
 				p.t.Logf("%s: kill process group %d: %v", p.name, p.cmd.Process.Pid, err)
 			}
 		}
