@@ -2,7 +2,9 @@ package websocket
 
 import (
 	"context"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -134,15 +136,19 @@ func (c *Conn) serveAwait(a *awaitState) {
 	}
 }
 
-// awaitWork hands a connection to serve to a goroutine that has just served
-// one and waits a little for another: starting a goroutine for every
-// message, and growing its stack, would cost a busy server more than the
-// message. A send succeeds only while a goroutine waits.
-var awaitWork = make(chan *Conn)
+// awaitWork hands a connection to serve to a goroutine that has served one
+// and waits for another: starting a goroutine for every message, and
+// growing its stack, would cost a busy server more than the message. A
+// send succeeds only while a goroutine waits. Waiting goroutines are few:
+// a goroutine that finds maxIdleWorkers waiting already ends instead, so
+// they hold no more memory than a handful of connections' goroutines.
+var (
+	awaitWork   = make(chan *Conn)
+	idleWorkers atomic.Int32
+)
 
-// workerLinger is how long a goroutine that served a connection waits for
-// another before it ends.
-const workerLinger = 100 * time.Millisecond
+// maxIdleWorkers is how many goroutines may wait for a connection to serve.
+var maxIdleWorkers = int32(max(4, 2*runtime.GOMAXPROCS(0)))
 
 // dispatch has c served by a waiting goroutine, or by a new one.
 func (c *Conn) dispatch() {
@@ -154,19 +160,14 @@ func (c *Conn) dispatch() {
 }
 
 func awaitWorker(c *Conn) {
-	var idle *time.Timer
 	for {
 		c.serveAwait(c.await.Load())
-		if idle == nil {
-			idle = time.NewTimer(workerLinger)
-		} else {
-			idle.Reset(workerLinger)
-		}
-		select {
-		case c = <-awaitWork:
-		case <-idle.C:
+		if idleWorkers.Add(1) > maxIdleWorkers {
+			idleWorkers.Add(-1)
 			return
 		}
+		c = <-awaitWork
+		idleWorkers.Add(-1)
 	}
 }
 
