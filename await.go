@@ -44,9 +44,9 @@ const (
 // begun to arrive or the connection has ended, so that f's read finds it
 // without waiting. It returns at once. Meanwhile no goroutine waits for the
 // connection: pings, pongs and the peer's Close frame are handled as they
-// arrive, on a goroutine started for the purpose, and f is not called for
-// them. An idle connection then costs its memory alone, about 3 KiB instead
-// of the 7 KiB or more that a goroutine blocked in [Conn.Read] adds.
+// arrive, by a goroutine that runs only while there is input, and f is not
+// called for them. An idle connection then costs about 3 KiB in all, against 7 KiB or
+// more with a goroutine blocked in [Conn.Read].
 //
 // f should read the message (with [Conn.Read] or [Conn.Reader]) and, to
 // serve the next one, call AwaitMessage again, typically as its last act;

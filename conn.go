@@ -25,6 +25,9 @@
 // request's ends with the handler: net/http then frees the request, the
 // response and its buffers, about 11 KiB per connection (see
 // Example_returnFromHandler). Over HTTP/2 the handler must keep running.
+// [Conn.AwaitMessage] goes further for servers with very many idle
+// connections: it calls a function once a message arrives, and no goroutine
+// waits meanwhile.
 //
 // A client connects with [Dial]:
 //
