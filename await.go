@@ -72,7 +72,9 @@ const (
 // replaces f. A read deadline set with [Conn.SetReadDeadline] before the
 // call ends the wait: f runs then, and its read fails with the deadline.
 // [Conn.SetKeepAlive] works as with a read loop, and is the way to notice a
-// peer that vanished without closing.
+// peer that vanished without closing. Close the connection with
+// [Conn.Close] or [Conn.CloseNow]: one closed through [Conn.NetConn] while
+// it awaits is not noticed.
 //
 // Connections are watched without a goroutine on Linux, for plain TCP and
 // Unix sockets that the Conn owns itself; elsewhere (TLS, HTTP/2, a

@@ -47,6 +47,9 @@ type pollHandle struct {
 	// after an event), so it is renewed rather than added.
 	registered bool
 	failed     bool // the socket cannot be watched; don't try again
+
+	arm func(fd uintptr) // armFD for the socket, for RawConn.Control
+	err error            // arm's result
 }
 
 var (
@@ -91,39 +94,43 @@ func (h *pollHandle) watch(c *Conn) bool {
 	if h.failed || c.in.raw == nil {
 		return false
 	}
-	p := getPoller()
-	if p == nil {
+	if getPoller() == nil {
 		h.failed = true
 		return false
 	}
-	if !h.registered {
-		// The descriptor, once: the socket stays open until teardown,
-		// which takes the await lock first.
-		fd := -1
-		if err := c.in.raw.Control(func(s uintptr) { fd = int(s) }); err != nil || fd < 0 {
-			h.failed = true
-			return false
-		}
-		h.fd = int32(fd)
-		h.gen = p.add(c, fd)
+	if h.arm == nil {
+		// Made once: a closure made per call would be allocated per
+		// call.
+		h.arm = func(fd uintptr) { h.err = h.armFD(c, int(fd)) }
 	}
-	ev := syscall.EpollEvent{Events: uint32(watchEvents), Fd: h.fd, Pad: int32(h.gen)}
+	// Through Control, which keeps the descriptor open meanwhile: even a
+	// socket closed behind the Conn's back cannot have its number reused
+	// for another connection's socket while we renew the watch.
+	if err := c.in.raw.Control(h.arm); err != nil || h.err != nil {
+		h.forget()
+		h.failed = true
+		h.err = nil
+		return false
+	}
+	return true
+}
+
+// armFD adds descriptor fd to the epoll set, or renews its watch.
+func (h *pollHandle) armFD(c *Conn, fd int) error {
+	p := globalPoller
 	op := syscall.EPOLL_CTL_MOD
 	if !h.registered {
 		op = syscall.EPOLL_CTL_ADD
+		h.fd = int32(fd)
+		h.gen = p.add(c, fd)
+		h.registered = true
 	}
-	err := syscall.EpollCtl(p.epfd, op, int(h.fd), &ev)
+	ev := syscall.EpollEvent{Events: uint32(watchEvents), Fd: h.fd, Pad: int32(h.gen)}
+	err := syscall.EpollCtl(p.epfd, op, fd, &ev)
 	if err == syscall.EEXIST {
-		err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(h.fd), &ev)
+		err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, fd, &ev)
 	}
-	if err != nil {
-		p.remove(int(h.fd), h.gen)
-		h.registered = false
-		h.failed = true
-		return false
-	}
-	h.registered = true
-	return true
+	return err
 }
 
 // forget drops the registration before the socket closes (closing takes it
