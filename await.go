@@ -35,9 +35,10 @@ type awaitPhase uint8
 
 const (
 	awaitIdle    awaitPhase = iota // nobody awaits
+	awaitLooking                   // a goroutine looks for input for f, or is about to
 	awaitWatched                   // the poller watches the socket for f
-	awaitRunning                   // a goroutine reads, or runs f
-	awaitAgain                     // f is running and asked for the next message
+	awaitCalling                   // f runs
+	awaitAgain                     // f runs and asked for the next message
 )
 
 // AwaitMessage calls f, in a goroutine of its own, once the next message has
@@ -95,11 +96,12 @@ func (c *Conn) AwaitMessage(f func()) {
 		// Look at what is buffered, and start watching, from a
 		// goroutine that takes the read lock: the caller may be a
 		// reader itself.
-		a.state = awaitRunning
+		a.state = awaitLooking
 		c.dispatch()
-	case awaitRunning:
+	case awaitCalling:
 		a.state = awaitAgain
 	}
+	// Otherwise f replaces the function not yet called.
 }
 
 // serveAwait runs once the connection may have input for an awaiting
@@ -122,12 +124,13 @@ func (c *Conn) serveAwait(a *awaitState) {
 		}
 		a.mu.Lock()
 		f := a.f
+		a.state = awaitCalling
 		a.mu.Unlock()
 		f()
 		a.mu.Lock()
 		again := a.state == awaitAgain
 		if again {
-			a.state = awaitRunning
+			a.state = awaitLooking
 		} else {
 			a.state = awaitIdle
 		}
@@ -223,9 +226,7 @@ func (c *Conn) messageAhead() bool {
 func (c *Conn) watch(a *awaitState) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.closed || a.state != awaitRunning {
-		// Closing, or AwaitMessage was called again meanwhile: the
-		// application wants another look at once.
+	if a.closed {
 		return false
 	}
 	select {
@@ -238,7 +239,7 @@ func (c *Conn) watch(a *awaitState) bool {
 	// socket before watch returns, and must then find it watched.
 	a.state = awaitWatched
 	if !a.poll.watch(c) {
-		a.state = awaitRunning
+		a.state = awaitLooking
 		return false
 	}
 	if dl := c.readDeadline.user.Load(); dl != 0 {
@@ -262,7 +263,7 @@ func (c *Conn) wake(a *awaitState) {
 	if a.state != awaitWatched {
 		return
 	}
-	a.state = awaitRunning
+	a.state = awaitLooking
 	if a.timer != nil {
 		a.timer.Stop()
 	}

@@ -295,6 +295,11 @@ func (c *Conn) awaitPeerClose(ctx context.Context) error {
 		}
 		waiting, seen = true, c.rd.progress()
 		c.readLock.unlock()
+		if a := c.await.Load(); a != nil {
+			// An application awaiting messages has not been told of
+			// this one: its socket may have nothing left to report.
+			c.wake(a)
+		}
 		if handOver == nil {
 			handOver = time.NewTimer(handOverWait)
 			defer handOver.Stop()

@@ -20,7 +20,9 @@ type keepAlive struct {
 }
 
 // SetKeepAlive makes the connection send a ping every interval and close
-// itself when no pong arrives within timeout of one. Reads and writes
+// itself when no pong arrives within timeout of one, or when a ping cannot
+// even be sent within timeout because a write is stuck on a peer that
+// stopped reading. Reads and writes
 // pending on a connection closed this way fail with an error saying so.
 // An interval of 0 or less turns keepalive off.
 //
@@ -57,9 +59,17 @@ func (c *Conn) keepAlivePing() {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	err := c.writeControl(ctx, OpPing, nil)
 	cancel()
-	if err == nil {
+	switch {
+	case err == nil:
 		ka.schedule(timeout, c.keepAliveCheck)
+	case isTimeout(err):
+		// The ping could not even be sent within the timeout (a write
+		// is stuck on a peer that stopped reading): no pong can come
+		// within it either.
+		ka.failed.Store(true)
+		c.teardown()
 	}
+	// Any other error means the connection is closing or closed.
 }
 
 // keepAliveCheck runs a timeout after a ping: it closes the connection if no
