@@ -24,11 +24,12 @@ import (
 )
 
 // The fault matrix: how a connection ends when the peer or the network
-// misbehaves, in both roles. Our end is a real Conn; the other end is a raw
-// TCP peer that speaks the opening handshake by hand and then writes what
-// the case needs. Every case checks the error and its CloseStatus, bounds
-// every wait (a hang fails the test instead of the run), and leaves no
-// goroutine behind for TestMain's leak check.
+// misbehaves, in both roles, and, where an application reads, whether it
+// reads with a Read loop or with AwaitMessage. Our end is a real Conn; the
+// other end is a raw TCP peer that speaks the opening handshake by hand and
+// then writes what the case needs. Every case checks the error and its
+// CloseStatus, bounds every wait (a hang fails the test instead of the
+// run), and leaves no goroutine behind for TestMain's leak check.
 
 // faultWait bounds every wait in these tests.
 const faultWait = 10 * time.Second
@@ -316,11 +317,65 @@ type faultReadResult struct {
 	err  error
 }
 
+// faultReader reads c in a loop on a goroutine of its own, as most
+// applications do, and delivers the messages and the error that ended the
+// loop.
 func faultReader(c *websocket.Conn) <-chan faultReadResult {
 	return faultGo(func() faultReadResult {
 		msgs, err := faultReadAll(c)
 		return faultReadResult{msgs, err}
 	})
+}
+
+// faultAwaitReader reads c as an application serving it with
+// [websocket.Conn.AwaitMessage] does: the function reads one message each
+// time it is called and awaits the next, until a read fails. It delivers
+// what faultReader does, and fails the read if the function is ever called
+// while it still runs.
+func faultAwaitReader(c *websocket.Conn) <-chan faultReadResult {
+	done := make(chan faultReadResult, 2)
+	var (
+		msgs    []string // only the function, which runs once at a time, touches it
+		running atomic.Bool
+		serve   func()
+	)
+	serve = func() {
+		if !running.CompareAndSwap(false, true) {
+			done <- faultReadResult{nil, errors.New("AwaitMessage called the function while it was still running")}
+			return
+		}
+		_, msg, err := c.Read(context.Background())
+		running.Store(false)
+		if err != nil {
+			done <- faultReadResult{msgs, err}
+			return
+		}
+		msgs = append(msgs, string(msg))
+		c.AwaitMessage(serve)
+	}
+	c.AwaitMessage(serve)
+	return done
+}
+
+// faultReaders are the ways an application reads, for the cases that hold
+// for both: a Read loop, and AwaitMessage (which on Linux handles control
+// frames itself, and calls the function only for data messages and the end
+// of the connection). A name of "" leaves a subtest's name as it was before
+// AwaitMessage.
+var faultReaders = []struct {
+	name  string
+	start func(*websocket.Conn) <-chan faultReadResult
+}{
+	{"", faultReader},
+	{"await", faultAwaitReader},
+}
+
+// faultName appends reader, if not empty, to a subtest name.
+func faultName(name, reader string) string {
+	if reader == "" {
+		return name
+	}
+	return name + "/" + reader
 }
 
 // checkBroken checks that c was torn down: a write and a Close fail at
@@ -340,9 +395,10 @@ func checkBroken(t *testing.T, c *websocket.Conn) {
 }
 
 // TestFaultPeerVanishes ends the peer's TCP connection, with a FIN or a
-// reset, at every point of a frame. The reader gets status 1006: for a FIN,
-// an unexpected EOF after every complete message that came before it; for a
-// reset, ECONNRESET. The connection is then torn down.
+// reset, at every point of a frame, for a Read loop and for AwaitMessage.
+// The reader gets status 1006: for a FIN, an unexpected EOF after every
+// complete message that came before it; for a reset, ECONNRESET. The
+// connection is then torn down.
 func TestFaultPeerVanishes(t *testing.T) {
 	big := make([]byte, 300)
 	stages := []struct {
@@ -361,43 +417,138 @@ func TestFaultPeerVanishes(t *testing.T) {
 	for _, role := range faultRoles {
 		for _, stage := range stages {
 			for _, how := range []string{"FIN", "RST"} {
-				t.Run(role+"/"+stage.name+"/"+how, func(t *testing.T) {
+				for _, reader := range faultReaders {
+					t.Run(faultName(role+"/"+stage.name+"/"+how, reader.name), func(t *testing.T) {
+						ours, peer := faultPair(t, role)
+						read := reader.start(ours)
+						if err := peer.send(stage.wire(peer)); err != nil {
+							t.Fatal(err)
+						}
+						if how == "RST" {
+							// Let the bytes arrive first, so the reset
+							// cuts a frame rather than racing its start.
+							time.Sleep(10 * time.Millisecond)
+							peer.reset()
+						} else {
+							peer.nc.Close()
+						}
+						res := faultAwait(t, read, "read error")
+						if got := websocket.CloseStatus(res.err); got != websocket.StatusAbnormalClosure {
+							t.Fatalf("read error %v has status %v, want 1006", res.err, got)
+						}
+						if !strings.HasPrefix(res.err.Error(), "websocket: ") {
+							t.Errorf("error %q does not say it is from websocket", res.err)
+						}
+						switch how {
+						case "FIN":
+							if !errors.Is(res.err, io.ErrUnexpectedEOF) {
+								t.Errorf("read error %v, want one wrapping io.ErrUnexpectedEOF", res.err)
+							}
+							if fmt.Sprint(res.msgs) != fmt.Sprint(stage.want) {
+								t.Errorf("delivered %q, want %q", res.msgs, stage.want)
+							}
+						case "RST":
+							if !errors.Is(res.err, syscall.ECONNRESET) {
+								t.Errorf("read error %v, want one wrapping ECONNRESET", res.err)
+							}
+						}
+						// The failure sticks.
+						if _, _, err := ours.Read(context.Background()); websocket.CloseStatus(err) != websocket.StatusAbnormalClosure {
+							t.Errorf("second read: %v, want the same 1006 failure", err)
+						}
+						checkBroken(t, ours)
+					})
+				}
+			}
+		}
+	}
+}
+
+// TestFaultProtocolViolations sends our Conn, in both roles and read by a
+// Read loop and by AwaitMessage, each violation RFC 6455 says must fail the
+// connection, right behind a valid message. The valid message is delivered;
+// the read then fails with the status §7.4.1 prescribes, and the peer gets
+// one Close frame with that status before the TCP connection closes. With
+// AwaitMessage the violations in control frames are found by the await path
+// itself, before the function runs.
+func TestFaultProtocolViolations(t *testing.T) {
+	long := make([]byte, 126)
+	// header builds a frame header by hand, with a masking key when the
+	// peer is a client.
+	header := func(p *faultPeer, b0, b1 byte, ext ...byte) []byte {
+		if p.client {
+			b1 |= 0x80
+			ext = append(ext, 0x11, 0x22, 0x33, 0x44)
+		}
+		return append([]byte{b0, b1}, ext...)
+	}
+	withBits := func(bits byte, op websocket.Opcode) func(p *faultPeer) []byte {
+		return func(p *faultPeer) []byte {
+			b := p.frame(true, op, []byte("x"))
+			b[0] |= bits
+			return b
+		}
+	}
+	frame := func(fin bool, op websocket.Opcode, payload ...byte) func(p *faultPeer) []byte {
+		return func(p *faultPeer) []byte { return p.frame(fin, op, payload) }
+	}
+	cases := []struct {
+		name  string
+		wire  func(p *faultPeer) []byte
+		code  websocket.StatusCode
+		limit int64
+	}{
+		{"§5.1 frame masked the wrong way", func(p *faultPeer) []byte {
+			q := *p
+			q.client = !p.client
+			return q.frame(true, websocket.OpText, []byte("hi"))
+		}, 1002, 0},
+		{"§5.2 RSV1 without extension", withBits(0x40, websocket.OpText), 1002, 0},
+		{"§5.2 RSV2", withBits(0x20, websocket.OpBinary), 1002, 0},
+		{"§5.2 RSV3 on a ping", withBits(0x10, websocket.OpPing), 1002, 0},
+		{"§5.2 reserved opcode 3", frame(true, 3), 1002, 0},
+		{"§5.2 reserved control opcode 11", frame(true, 11), 1002, 0},
+		{"§5.2 length with top bit set", func(p *faultPeer) []byte { return header(p, 0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 1) }, 1002, 0},
+		{"§5.5 ping of 126 bytes", frame(true, websocket.OpPing, long...), 1002, 0},
+		{"§5.5 fragmented ping", frame(false, websocket.OpPing), 1002, 0},
+		{"§5.5 fragmented pong", frame(false, websocket.OpPong, 'x'), 1002, 0},
+		{"§5.4 continuation with no message", frame(true, websocket.OpContinuation, 'x'), 1002, 0},
+		{"§5.4 new message inside a fragmented one", func(p *faultPeer) []byte {
+			return append(p.frame(false, websocket.OpText, []byte("a")), p.frame(true, websocket.OpText, []byte("b"))...)
+		}, 1002, 0},
+		{"§5.5.1 close payload of one byte", frame(true, websocket.OpClose, 3), 1002, 0},
+		{"§7.4.1 close code 1005", frame(true, websocket.OpClose, 0x03, 0xED), 1002, 0},
+		{"§7.4.1 close code 999", frame(true, websocket.OpClose, 0x03, 0xE7), 1002, 0},
+		{"§7.4.1 close code 5000", frame(true, websocket.OpClose, 0x13, 0x88), 1002, 0},
+		{"§8.1 invalid UTF-8 text", frame(true, websocket.OpText, 'a', 0xff), 1007, 0},
+		{"§8.1 text ending mid-sequence", frame(true, websocket.OpText, 'a', 0xce), 1007, 0},
+		{"§5.5.1 close reason not UTF-8", frame(true, websocket.OpClose, 0x03, 0xE8, 0xff), 1007, 0},
+		{"§10.4 message over the read limit", frame(true, websocket.OpBinary, make([]byte, 101)...), 1009, 100},
+		{"§10.4 fragments over the read limit", func(p *faultPeer) []byte {
+			return append(p.frame(false, websocket.OpBinary, make([]byte, 60)), p.frame(true, websocket.OpContinuation, make([]byte, 60))...)
+		}, 1009, 100},
+		{"§10.4 length claiming 2^62", func(p *faultPeer) []byte { return header(p, 0x82, 127, 0x40, 0, 0, 0, 0, 0, 0, 0) }, 1009, 0},
+	}
+	for _, role := range faultRoles {
+		for _, c := range cases {
+			for _, reader := range faultReaders {
+				t.Run(faultName(role+"/"+c.name, reader.name), func(t *testing.T) {
 					ours, peer := faultPair(t, role)
-					read := faultReader(ours)
-					if err := peer.send(stage.wire(peer)); err != nil {
+					if c.limit != 0 {
+						ours.SetReadLimit(c.limit)
+					}
+					read := reader.start(ours)
+					if err := peer.send(peer.frame(true, websocket.OpText, []byte("valid")), c.wire(peer)); err != nil {
 						t.Fatal(err)
 					}
-					if how == "RST" {
-						// Let the bytes arrive first, so the reset
-						// cuts a frame rather than racing its start.
-						time.Sleep(10 * time.Millisecond)
-						peer.reset()
-					} else {
-						peer.nc.Close()
+					frames, err := peer.drain(faultWait)
+					if err != nil || len(frames) != 1 || frames[0].closeCode() != c.code {
+						t.Errorf("peer read %v, %v; want one Close frame with %v, then the TCP connection closed", frames, err, c.code)
 					}
+					peer.nc.Close() // so that our side stops lingering
 					res := faultAwait(t, read, "read error")
-					if got := websocket.CloseStatus(res.err); got != websocket.StatusAbnormalClosure {
-						t.Fatalf("read error %v has status %v, want 1006", res.err, got)
-					}
-					if !strings.HasPrefix(res.err.Error(), "websocket: ") {
-						t.Errorf("error %q does not say it is from websocket", res.err)
-					}
-					switch how {
-					case "FIN":
-						if !errors.Is(res.err, io.ErrUnexpectedEOF) {
-							t.Errorf("read error %v, want one wrapping io.ErrUnexpectedEOF", res.err)
-						}
-						if fmt.Sprint(res.msgs) != fmt.Sprint(stage.want) {
-							t.Errorf("delivered %q, want %q", res.msgs, stage.want)
-						}
-					case "RST":
-						if !errors.Is(res.err, syscall.ECONNRESET) {
-							t.Errorf("read error %v, want one wrapping ECONNRESET", res.err)
-						}
-					}
-					// The failure sticks.
-					if _, _, err := ours.Read(context.Background()); websocket.CloseStatus(err) != websocket.StatusAbnormalClosure {
-						t.Errorf("second read: %v, want the same 1006 failure", err)
+					if websocket.CloseStatus(res.err) != c.code || fmt.Sprint(res.msgs) != "[valid]" {
+						t.Fatalf("read %q, then %v (status %v); want \"valid\", then status %v", res.msgs, res.err, websocket.CloseStatus(res.err), c.code)
 					}
 					checkBroken(t, ours)
 				})
@@ -544,38 +695,100 @@ func TestFaultDialHandshake(t *testing.T) {
 	})
 }
 
-// TestFaultMidClose breaks the closing handshake at each step.
+// TestFaultAwaitFirstFrameWithHandshake: a peer may send its first frame
+// in the same packet as its half of the opening handshake, and then fall
+// silent. The frame is already buffered when the Conn is made, so the
+// socket never turns readable for it: AwaitMessage must look at what is
+// buffered and call the function at once, in both roles.
+func TestFaultAwaitFirstFrameWithHandshake(t *testing.T) {
+	for _, role := range faultRoles {
+		t.Run(role, func(t *testing.T) {
+			var ours *websocket.Conn
+			switch role {
+			case "server":
+				url, conns := faultAcceptServer(t, nil)
+				nc := faultTCP(t, url)
+				p := &faultPeer{nc: nc, client: true}
+				if _, err := nc.Write(append([]byte(faultRequest), p.frame(true, websocket.OpText, []byte("early"))...)); err != nil {
+					t.Fatal(err)
+				}
+				resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+				if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+					t.Fatalf("handshake: %v, %v", resp, err)
+				}
+				ours = faultAwait(t, conns, "accepted connection")
+			case "client":
+				url := faultRawServer(t, func(nc *net.TCPConn, br *bufio.Reader) {
+					defer nc.Close()
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					resp := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+						"Sec-WebSocket-Accept: " + websocket.AcceptKey(req.Header.Get("Sec-WebSocket-Key")) + "\r\n\r\n"
+					p := &faultPeer{nc: nc}
+					if _, err := nc.Write(append([]byte(resp), p.frame(true, websocket.OpText, []byte("early"))...)); err != nil {
+						return
+					}
+					io.Copy(io.Discard, br) // silent until the client goes
+				})
+				ctx, cancel := context.WithTimeout(context.Background(), faultWait)
+				defer cancel()
+				c, _, err := websocket.Dial(ctx, url, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ours = c
+			}
+			defer ours.CloseNow()
+			msgs, _ := faultMessages(ours, true)
+			if got := faultAwait(t, msgs, "the first message"); got != "early" {
+				t.Fatalf("awaiting function read %q, want \"early\"", got)
+			}
+		})
+	}
+}
+
+// TestFaultMidClose breaks the closing handshake at each step, with our
+// side read by a Read loop, by AwaitMessage, or (where Close reads itself)
+// by nobody.
 func TestFaultMidClose(t *testing.T) {
 	t.Parallel()
 	for _, role := range faultRoles {
 		t.Run(role, func(t *testing.T) {
 			// The peer sends Close and vanishes without reading our
 			// answer: the reader still gets the peer's status.
-			t.Run("peer closes and vanishes", func(t *testing.T) {
-				ours, peer := faultPair(t, role)
-				peer.send(peer.closeFrame(4001, "bye"))
-				peer.nc.Close()
-				_, _, err := ours.Read(context.Background())
-				var ce websocket.CloseError
-				if !errors.As(err, &ce) || ce.Code != 4001 || ce.Reason != "bye" {
-					t.Fatalf("read: %v, want the peer's CloseError 4001 \"bye\"", err)
-				}
-				if _, _, err := ours.Read(context.Background()); websocket.CloseStatus(err) != 4001 {
-					t.Errorf("second read: %v, want the same CloseError", err)
-				}
-				checkBroken(t, ours)
-			})
+			for _, reader := range faultReaders {
+				t.Run(faultName("peer closes and vanishes", reader.name), func(t *testing.T) {
+					ours, peer := faultPair(t, role)
+					read := reader.start(ours)
+					peer.send(peer.closeFrame(4001, "bye"))
+					peer.nc.Close()
+					err := faultAwait(t, read, "read error").err
+					var ce websocket.CloseError
+					if !errors.As(err, &ce) || ce.Code != 4001 || ce.Reason != "bye" {
+						t.Fatalf("read: %v, want the peer's CloseError 4001 \"bye\"", err)
+					}
+					if _, _, err := ours.Read(context.Background()); websocket.CloseStatus(err) != 4001 {
+						t.Errorf("second read: %v, want the same CloseError", err)
+					}
+					checkBroken(t, ours)
+				})
+			}
 			// We send Close; the peer reads it and drops the TCP
 			// connection without answering. Close must notice at once
 			// rather than wait out its five seconds.
 			for _, how := range []string{"FIN", "RST"} {
-				for _, reading := range []bool{false, true} {
+				for _, reading := range []string{"false", "true", "await"} {
 					name := fmt.Sprintf("peer vanishes after our Close/%s/reader=%v", how, reading)
 					t.Run(name, func(t *testing.T) {
 						ours, peer := faultPair(t, role)
 						var read <-chan faultReadResult
-						if reading {
+						switch reading {
+						case "true":
 							read = faultReader(ours)
+						case "await":
+							read = faultAwaitReader(ours)
 						}
 						start := time.Now()
 						closed := faultGo(func() error { return ours.Close(websocket.StatusNormalClosure, "") })
@@ -595,7 +808,7 @@ func TestFaultMidClose(t *testing.T) {
 						if d := time.Since(start); d > 2*time.Second {
 							t.Errorf("Close took %v to notice the peer was gone", d)
 						}
-						if reading {
+						if read != nil {
 							res := faultAwait(t, read, "read error")
 							if websocket.CloseStatus(res.err) != websocket.StatusAbnormalClosure {
 								t.Errorf("reader: %v, want 1006", res.err)
@@ -610,26 +823,39 @@ func TestFaultMidClose(t *testing.T) {
 			// The peer answers our Close but keeps the TCP connection
 			// open: a server closes at once; a client waits a moment
 			// for the server to go first (§7.1.1), then closes itself.
-			t.Run("peer answers and lingers", func(t *testing.T) {
-				ours, peer := faultPair(t, role)
-				start := time.Now()
-				closed := faultGo(func() error { return ours.Close(websocket.StatusNormalClosure, "") })
-				h, _, err := peer.readFrame()
-				if err != nil || h.Opcode != websocket.OpClose {
-					t.Fatalf("peer read %v, %v; want our Close frame", h.Opcode, err)
-				}
-				peer.send(peer.closeFrame(websocket.StatusNormalClosure, ""))
-				if err := faultAwait(t, closed, "Close"); err != nil {
-					t.Fatalf("Close: %v", err)
-				}
-				if d := time.Since(start); d > 3*time.Second {
-					t.Errorf("Close took %v", d)
-				}
-				frames, err := peer.drain(3 * time.Second)
-				if err != nil || len(frames) != 0 {
-					t.Errorf("after the handshake the peer read %v, %v; want EOF", frames, err)
-				}
-			})
+			// An application awaiting a message is then told of the
+			// close.
+			for _, reader := range []string{"", "await"} {
+				t.Run(faultName("peer answers and lingers", reader), func(t *testing.T) {
+					ours, peer := faultPair(t, role)
+					var read <-chan faultReadResult
+					if reader == "await" {
+						read = faultAwaitReader(ours)
+					}
+					start := time.Now()
+					closed := faultGo(func() error { return ours.Close(websocket.StatusNormalClosure, "") })
+					h, _, err := peer.readFrame()
+					if err != nil || h.Opcode != websocket.OpClose {
+						t.Fatalf("peer read %v, %v; want our Close frame", h.Opcode, err)
+					}
+					peer.send(peer.closeFrame(websocket.StatusNormalClosure, ""))
+					if err := faultAwait(t, closed, "Close"); err != nil {
+						t.Fatalf("Close: %v", err)
+					}
+					if d := time.Since(start); d > 3*time.Second {
+						t.Errorf("Close took %v", d)
+					}
+					frames, err := peer.drain(3 * time.Second)
+					if err != nil || len(frames) != 0 {
+						t.Errorf("after the handshake the peer read %v, %v; want EOF", frames, err)
+					}
+					if read != nil {
+						if res := faultAwait(t, read, "read error"); websocket.CloseStatus(res.err) != websocket.StatusNormalClosure || len(res.msgs) != 0 {
+							t.Errorf("awaiting function read %q, then %v; want only the peer's CloseError 1000", res.msgs, res.err)
+						}
+					}
+				})
+			}
 		})
 	}
 }
@@ -668,14 +894,36 @@ func TestFaultHalfClose(t *testing.T) {
 			}
 			checkBroken(t, ours)
 		})
+		// An application awaiting a message reads as soon as the EOF
+		// arrives, so the window for writes closes at once: the
+		// function is told 1006 with an unexpected EOF, and the rest
+		// is as above.
+		t.Run(role+"/await", func(t *testing.T) {
+			ours, peer := faultPair(t, role)
+			read := faultAwaitReader(ours)
+			if err := peer.nc.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			res := faultAwait(t, read, "read error")
+			if websocket.CloseStatus(res.err) != websocket.StatusAbnormalClosure || !errors.Is(res.err, io.ErrUnexpectedEOF) || len(res.msgs) != 0 {
+				t.Fatalf("awaiting function read %q, then %v; want 1006 with an unexpected EOF", res.msgs, res.err)
+			}
+			frames, err := peer.drain(2 * time.Second)
+			if err != nil || len(frames) != 0 {
+				t.Errorf("peer read %v, %v; want the TCP connection closed", frames, err)
+			}
+			checkBroken(t, ours)
+		})
 	}
 }
 
 // TestFaultSilentPeer: a peer that reads but never answers our Close frame
 // costs Close its bounded wait (five seconds), even when the peer keeps
-// sending data and pings meanwhile; then the connection is torn down. The
-// four cases wait at the same time rather than as parallel subtests, which
-// -parallel (GOMAXPROCS, 2 in CI) would run two at a time.
+// sending data and pings meanwhile; then the connection is torn down. An
+// application awaiting messages meanwhile gets the chatter, then is told
+// the connection closed. The eight cases wait at the same time rather than
+// as parallel subtests, which -parallel (GOMAXPROCS, 2 in CI) would run two
+// at a time.
 func TestFaultSilentPeer(t *testing.T) {
 	t.Parallel()
 	type drained struct {
@@ -687,43 +935,50 @@ func TestFaultSilentPeer(t *testing.T) {
 		err      error
 		elapsed  time.Duration
 		peerRead <-chan drained
+		read     <-chan faultReadResult // from an awaiting application, or nil
 	}
 	var results []<-chan result
 	for _, role := range faultRoles {
 		for _, chatty := range []bool{false, true} {
-			name := fmt.Sprintf("%s/chatty=%v", role, chatty)
-			ours, peer := faultPair(t, role)
-			peerRead := faultGo(func() drained {
-				frames, err := peer.drain(faultWait)
-				return drained{frames, err}
-			})
-			results = append(results, faultGo(func() result {
-				stop := make(chan struct{})
-				var chatter sync.WaitGroup
-				if chatty {
-					chatter.Add(1)
-					go func() {
-						defer chatter.Done()
-						for {
-							select {
-							case <-stop:
-								return
-							case <-time.After(20 * time.Millisecond):
-							}
-							err := peer.send(peer.frame(true, websocket.OpText, []byte("chatter")), peer.frame(true, websocket.OpPing, []byte("ping")))
-							if err != nil {
-								return
-							}
-						}
-					}()
+			for _, await := range []bool{false, true} {
+				name := fmt.Sprintf("%s/chatty=%v/await=%v", role, chatty, await)
+				ours, peer := faultPair(t, role)
+				var read <-chan faultReadResult
+				if await {
+					read = faultAwaitReader(ours)
 				}
-				start := time.Now()
-				err := ours.Close(websocket.StatusNormalClosure, "")
-				elapsed := time.Since(start)
-				close(stop)
-				chatter.Wait()
-				return result{name, err, elapsed, peerRead}
-			}))
+				peerRead := faultGo(func() drained {
+					frames, err := peer.drain(faultWait)
+					return drained{frames, err}
+				})
+				results = append(results, faultGo(func() result {
+					stop := make(chan struct{})
+					var chatter sync.WaitGroup
+					if chatty {
+						chatter.Add(1)
+						go func() {
+							defer chatter.Done()
+							for {
+								select {
+								case <-stop:
+									return
+								case <-time.After(20 * time.Millisecond):
+								}
+								err := peer.send(peer.frame(true, websocket.OpText, []byte("chatter")), peer.frame(true, websocket.OpPing, []byte("ping")))
+								if err != nil {
+									return
+								}
+							}
+						}()
+					}
+					start := time.Now()
+					err := ours.Close(websocket.StatusNormalClosure, "")
+					elapsed := time.Since(start)
+					close(stop)
+					chatter.Wait()
+					return result{name, err, elapsed, peerRead, read}
+				}))
+			}
 		}
 	}
 	for _, ch := range results {
@@ -749,6 +1004,17 @@ func TestFaultSilentPeer(t *testing.T) {
 		}
 		if len(codes) != 1 || codes[0] != websocket.StatusNormalClosure {
 			t.Errorf("%s: peer got Close frames %v, want one with 1000", r.name, codes)
+		}
+		if r.read != nil {
+			res := faultAwait(t, r.read, "awaiting function to be told")
+			if !errors.Is(res.err, net.ErrClosed) {
+				t.Errorf("%s: awaiting function's read: %v, want net.ErrClosed", r.name, res.err)
+			}
+			for _, m := range res.msgs {
+				if m != "chatter" {
+					t.Errorf("%s: awaiting function read %q", r.name, m)
+				}
+			}
 		}
 	}
 }
@@ -782,23 +1048,48 @@ func TestFaultDataAfterClose(t *testing.T) {
 				t.Fatalf("peer read %v, %v; want only the echo of its Close, then EOF", frames, err)
 			}
 		})
+		// The same, read by an application awaiting messages: the
+		// Close frame is handled without it, and it is told of it once.
+		t.Run(role+"/peer closes/await", func(t *testing.T) {
+			ours, peer := faultPair(t, role)
+			read := faultAwaitReader(ours)
+			peer.send(
+				peer.frame(true, websocket.OpText, []byte("before")),
+				peer.closeFrame(websocket.StatusNormalClosure, "done"),
+				peer.frame(true, websocket.OpText, []byte("after")),
+				peer.frame(true, websocket.OpPing, []byte("late ping")),
+			)
+			res := faultAwait(t, read, "read error")
+			var ce websocket.CloseError
+			if fmt.Sprint(res.msgs) != "[before]" || !errors.As(res.err, &ce) || ce.Code != websocket.StatusNormalClosure || ce.Reason != "done" {
+				t.Fatalf("awaiting function read %q, then %v; want \"before\", then the CloseError", res.msgs, res.err)
+			}
+			if _, msg, err := ours.Read(context.Background()); !errors.As(err, &ce) || ce.Reason != "done" {
+				t.Fatalf("read after the Close frame: %q, %v; want the CloseError", msg, err)
+			}
+			frames, err := peer.drain(3 * time.Second)
+			if err != nil || len(frames) != 1 || frames[0].closeCode() != websocket.StatusNormalClosure {
+				t.Fatalf("peer read %v, %v; want only the echo of its Close, then EOF", frames, err)
+			}
+		})
 		t.Run(role+"/we close", func(t *testing.T) {
 			ours, peer := faultPair(t, role)
-			closed := faultGo(func() error { return ours.Close(websocket.StatusNormalClosure, "") })
-			h, _, err := peer.readFrame()
-			if err != nil || h.Opcode != websocket.OpClose {
-				t.Fatalf("peer read %v, %v; want our Close frame", h.Opcode, err)
-			}
-			peer.send(
-				peer.frame(true, websocket.OpText, []byte("in flight")),
-				peer.closeFrame(websocket.StatusNormalClosure, ""),
-				peer.frame(true, websocket.OpText, []byte("after")),
-			)
-			if err := faultAwait(t, closed, "Close"); err != nil {
-				t.Fatalf("Close: %v", err)
-			}
+			closeWithMessageInFlight(t, ours, peer)
 			if _, msg, err := ours.Read(context.Background()); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
 				t.Fatalf("read after Close: %q, %v; want the peer's CloseError", msg, err)
+			}
+		})
+		// The same while the application awaits messages: it may get
+		// the message in flight (lossless_test.go: what arrives after
+		// our Close may be discarded), never what followed the peer's
+		// Close frame, and is then told of the peer's Close.
+		t.Run(role+"/we close/await", func(t *testing.T) {
+			ours, peer := faultPair(t, role)
+			read := faultAwaitReader(ours)
+			closeWithMessageInFlight(t, ours, peer)
+			res := faultAwait(t, read, "read error")
+			if got := fmt.Sprint(res.msgs); (got != "[]" && got != "[in flight]") || websocket.CloseStatus(res.err) != websocket.StatusNormalClosure {
+				t.Fatalf("awaiting function read %q, then %v; want at most \"in flight\", then the peer's CloseError", res.msgs, res.err)
 			}
 		})
 	}
@@ -875,93 +1166,123 @@ func TestFaultWriteAfterPeerGone(t *testing.T) {
 
 // TestFaultPongs: unsolicited, duplicate, stale and malformed pongs are
 // ignored (§5.5.3); they neither satisfy a Ping they do not answer nor
-// reach the reader as data.
+// reach the reader as data, whether a Read loop or AwaitMessage reads.
 func TestFaultPongs(t *testing.T) {
 	t.Parallel()
 	for _, role := range faultRoles {
-		t.Run(role, func(t *testing.T) {
-			ours, peer := faultPair(t, role)
-			var pongs atomic.Int32
-			ours.OnPong(func([]byte) { pongs.Add(1) })
-			msgs := make(chan string, 10)
-			readErr := faultGo(func() error {
-				for {
-					_, msg, err := ours.Read(context.Background())
-					if err != nil {
-						return err
+		for _, await := range []bool{false, true} {
+			name := role
+			if await {
+				name += "/await" // pongs handled with nobody reading
+			}
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				ours, peer := faultPair(t, role)
+				var pongs atomic.Int32
+				ours.OnPong(func([]byte) { pongs.Add(1) })
+				msgs, readErr := faultMessages(ours, await)
+				expect := func(want string) {
+					t.Helper()
+					if got := faultAwait(t, msgs, "message "+want); got != want {
+						t.Fatalf("read %q, want %q", got, want)
 					}
-					msgs <- string(msg)
+				}
+				// Pongs nobody asked for, one of them shaped like the
+				// answer to our first ping.
+				first := binary.BigEndian.AppendUint64(nil, 1)
+				peer.send(
+					peer.frame(true, websocket.OpPong, []byte("unsolicited")),
+					peer.frame(true, websocket.OpPong, first),
+					peer.frame(true, websocket.OpPong, nil),
+					peer.frame(true, websocket.OpText, []byte("marker")),
+				)
+				expect("marker")
+
+				// A ping answered twice.
+				ctx, cancel := context.WithTimeout(context.Background(), faultWait)
+				defer cancel()
+				pinged := faultGo(func() error { return ours.Ping(ctx) })
+				h, payload, err := peer.readFrame()
+				if err != nil || h.Opcode != websocket.OpPing {
+					t.Fatalf("peer read %v, %v; want a ping", h.Opcode, err)
+				}
+				peer.send(
+					peer.frame(true, websocket.OpPong, payload),
+					peer.frame(true, websocket.OpPong, payload),
+					peer.frame(true, websocket.OpText, []byte("after pongs")),
+				)
+				if err := faultAwait(t, pinged, "Ping"); err != nil {
+					t.Fatalf("Ping: %v", err)
+				}
+				expect("after pongs")
+
+				// A ping answered only with wrong pongs times out, and the
+				// connection stays usable.
+				short, cancelShort := context.WithTimeout(context.Background(), 300*time.Millisecond)
+				defer cancelShort()
+				pinged = faultGo(func() error { return ours.Ping(short) })
+				h, payload, err = peer.readFrame()
+				if err != nil || h.Opcode != websocket.OpPing {
+					t.Fatalf("peer read %v, %v; want a ping", h.Opcode, err)
+				}
+				wrong := bytes.Clone(payload)
+				wrong[7] ^= 0xff
+				peer.send(
+					peer.frame(true, websocket.OpPong, wrong),
+					peer.frame(true, websocket.OpPong, payload[:4]),
+					peer.frame(true, websocket.OpPong, first), // stale: answered already
+				)
+				if err := faultAwait(t, pinged, "Ping"); !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("Ping answered only by wrong pongs: %v, want context.DeadlineExceeded", err)
+				}
+				peer.send(peer.frame(true, websocket.OpText, []byte("still usable")))
+				expect("still usable")
+				if n := pongs.Load(); n != 8 {
+					t.Errorf("OnPong saw %d pongs, want all 8", n)
+				}
+
+				peer.send(peer.closeFrame(websocket.StatusNormalClosure, ""))
+				if err := faultAwait(t, readErr, "read error"); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+					t.Fatalf("read: %v, want 1000", err)
+				}
+				if len(msgs) != 0 {
+					t.Fatalf("a pong was delivered as data: %q", <-msgs)
 				}
 			})
-			expect := func(want string) {
-				t.Helper()
-				if got := faultAwait(t, msgs, "message "+want); got != want {
-					t.Fatalf("read %q, want %q", got, want)
-				}
-			}
-			// Pongs nobody asked for, one of them shaped like the
-			// answer to our first ping.
-			first := binary.BigEndian.AppendUint64(nil, 1)
-			peer.send(
-				peer.frame(true, websocket.OpPong, []byte("unsolicited")),
-				peer.frame(true, websocket.OpPong, first),
-				peer.frame(true, websocket.OpPong, nil),
-				peer.frame(true, websocket.OpText, []byte("marker")),
-			)
-			expect("marker")
-
-			// A ping answered twice.
-			ctx, cancel := context.WithTimeout(context.Background(), faultWait)
-			defer cancel()
-			pinged := faultGo(func() error { return ours.Ping(ctx) })
-			h, payload, err := peer.readFrame()
-			if err != nil || h.Opcode != websocket.OpPing {
-				t.Fatalf("peer read %v, %v; want a ping", h.Opcode, err)
-			}
-			peer.send(
-				peer.frame(true, websocket.OpPong, payload),
-				peer.frame(true, websocket.OpPong, payload),
-				peer.frame(true, websocket.OpText, []byte("after pongs")),
-			)
-			if err := faultAwait(t, pinged, "Ping"); err != nil {
-				t.Fatalf("Ping: %v", err)
-			}
-			expect("after pongs")
-
-			// A ping answered only with wrong pongs times out, and the
-			// connection stays usable.
-			short, cancelShort := context.WithTimeout(context.Background(), 300*time.Millisecond)
-			defer cancelShort()
-			pinged = faultGo(func() error { return ours.Ping(short) })
-			h, payload, err = peer.readFrame()
-			if err != nil || h.Opcode != websocket.OpPing {
-				t.Fatalf("peer read %v, %v; want a ping", h.Opcode, err)
-			}
-			wrong := bytes.Clone(payload)
-			wrong[7] ^= 0xff
-			peer.send(
-				peer.frame(true, websocket.OpPong, wrong),
-				peer.frame(true, websocket.OpPong, payload[:4]),
-				peer.frame(true, websocket.OpPong, first), // stale: answered already
-			)
-			if err := faultAwait(t, pinged, "Ping"); !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatalf("Ping answered only by wrong pongs: %v, want context.DeadlineExceeded", err)
-			}
-			peer.send(peer.frame(true, websocket.OpText, []byte("still usable")))
-			expect("still usable")
-			if n := pongs.Load(); n != 8 {
-				t.Errorf("OnPong saw %d pongs, want all 8", n)
-			}
-
-			peer.send(peer.closeFrame(websocket.StatusNormalClosure, ""))
-			if err := faultAwait(t, readErr, "read error"); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
-				t.Fatalf("read: %v, want 1000", err)
-			}
-			if len(msgs) != 0 {
-				t.Fatalf("a pong was delivered as data: %q", <-msgs)
-			}
-		})
+		}
 	}
+}
+
+// faultMessages reads c until a read fails, with a Read loop or, if await,
+// with AwaitMessage, delivering each message as it is read and then the
+// error.
+func faultMessages(c *websocket.Conn, await bool) (<-chan string, <-chan error) {
+	msgs := make(chan string, 10)
+	end := make(chan error, 1)
+	read := func() bool {
+		_, msg, err := c.Read(context.Background())
+		if err != nil {
+			end <- err
+			return false
+		}
+		msgs <- string(msg)
+		return true
+	}
+	if !await {
+		go func() {
+			for read() {
+			}
+		}()
+		return msgs, end
+	}
+	var serve func()
+	serve = func() {
+		if read() {
+			c.AwaitMessage(serve)
+		}
+	}
+	c.AwaitMessage(serve)
+	return msgs, end
 }
 
 // faultRealPair connects our client to our server. Both are closed when
@@ -984,88 +1305,116 @@ func faultRealPair(t *testing.T, url string, conns <-chan *websocket.Conn) (clie
 
 // TestFaultConcurrentClose: Close called from several goroutines at once
 // performs one closing handshake; one call reports its success, the others
-// say the connection is closed. Close and CloseNow racing never hang.
+// say the connection is closed. Close and CloseNow racing never hang. With
+// both sides awaiting messages, the await path and Close race to read the
+// peer's answer; the awaiting functions are told how the connection ended.
 func TestFaultConcurrentClose(t *testing.T) {
 	url, conns := faultAcceptServer(t, nil)
 	for _, role := range faultRoles {
-		t.Run(role+"/Close×8", func(t *testing.T) {
-			client, server := faultRealPair(t, url, conns)
-			closer, other := server, client
-			if role == "client" {
-				closer, other = client, server
-			}
-			read := faultReader(other)
-			start := make(chan struct{})
-			errs := make(chan error, 8)
-			for i := 0; i < 8; i++ {
-				go func() {
-					<-start
-					errs <- closer.Close(websocket.StatusNormalClosure, "")
-				}()
-			}
-			close(start)
-			nils := 0
-			for i := 0; i < 8; i++ {
-				err := faultAwait(t, errs, "Close")
-				t.Logf("Close: %v", err)
-				switch {
-				case err == nil:
-					nils++
-				case !errors.Is(err, net.ErrClosed):
-					t.Errorf("concurrent Close: %v, want nil or net.ErrClosed", err)
-				}
-			}
-			if nils != 1 {
-				t.Errorf("%d of 8 concurrent Close calls returned nil, want exactly 1 (the one that did the handshake)", nils)
-			}
-			res := faultAwait(t, read, "peer's read error")
-			if websocket.CloseStatus(res.err) != websocket.StatusNormalClosure {
-				t.Errorf("peer read: %v, want 1000", res.err)
-			}
-			if err := closer.Close(websocket.StatusNormalClosure, ""); !errors.Is(err, net.ErrClosed) {
-				t.Errorf("Close after Close: %v, want net.ErrClosed", err)
-			}
-		})
-		t.Run(role+"/Close and CloseNow", func(t *testing.T) {
-			for i := 0; i < 20; i++ {
+		for _, reader := range faultReaders {
+			await := reader.name == "await"
+			t.Run(faultName(role+"/Close×8", reader.name), func(t *testing.T) {
 				client, server := faultRealPair(t, url, conns)
 				closer, other := server, client
 				if role == "client" {
 					closer, other = client, server
 				}
-				read := faultReader(other)
-				closed := faultGo(func() error { return closer.Close(websocket.StatusNormalClosure, "") })
-				time.Sleep(time.Duration(rand.Intn(200)) * time.Microsecond)
-				closer.CloseNow()
-				err := faultAwait(t, closed, "Close")
-				if err != nil && !errors.Is(err, net.ErrClosed) {
-					t.Errorf("Close cut short by CloseNow: %v, want nil or net.ErrClosed", err)
+				read := reader.start(other)
+				var closerRead <-chan faultReadResult
+				if await {
+					closerRead = faultAwaitReader(closer)
+				}
+				start := make(chan struct{})
+				errs := make(chan error, 8)
+				for i := 0; i < 8; i++ {
+					go func() {
+						<-start
+						errs <- closer.Close(websocket.StatusNormalClosure, "")
+					}()
+				}
+				close(start)
+				nils := 0
+				for i := 0; i < 8; i++ {
+					err := faultAwait(t, errs, "Close")
+					t.Logf("Close: %v", err)
+					switch {
+					case err == nil:
+						nils++
+					case !errors.Is(err, net.ErrClosed):
+						t.Errorf("concurrent Close: %v, want nil or net.ErrClosed", err)
+					}
+				}
+				if nils != 1 {
+					t.Errorf("%d of 8 concurrent Close calls returned nil, want exactly 1 (the one that did the handshake)", nils)
 				}
 				res := faultAwait(t, read, "peer's read error")
-				if s := websocket.CloseStatus(res.err); s != websocket.StatusNormalClosure && s != websocket.StatusAbnormalClosure {
-					t.Errorf("peer read: %v, want 1000 or 1006", res.err)
+				if websocket.CloseStatus(res.err) != websocket.StatusNormalClosure {
+					t.Errorf("peer read: %v, want 1000", res.err)
 				}
-			}
-		})
+				if closerRead != nil {
+					res := faultAwait(t, closerRead, "closing side's awaiting function")
+					if websocket.CloseStatus(res.err) != websocket.StatusNormalClosure {
+						t.Errorf("closing side's awaiting function read %v, want the peer's answer, 1000", res.err)
+					}
+				}
+				if err := closer.Close(websocket.StatusNormalClosure, ""); !errors.Is(err, net.ErrClosed) {
+					t.Errorf("Close after Close: %v, want net.ErrClosed", err)
+				}
+			})
+			t.Run(faultName(role+"/Close and CloseNow", reader.name), func(t *testing.T) {
+				for i := 0; i < 20; i++ {
+					client, server := faultRealPair(t, url, conns)
+					closer, other := server, client
+					if role == "client" {
+						closer, other = client, server
+					}
+					read := reader.start(other)
+					var closerRead <-chan faultReadResult
+					if await {
+						closerRead = faultAwaitReader(closer)
+					}
+					closed := faultGo(func() error { return closer.Close(websocket.StatusNormalClosure, "") })
+					time.Sleep(time.Duration(rand.Intn(200)) * time.Microsecond)
+					closer.CloseNow()
+					err := faultAwait(t, closed, "Close")
+					if err != nil && !errors.Is(err, net.ErrClosed) {
+						t.Errorf("Close cut short by CloseNow: %v, want nil or net.ErrClosed", err)
+					}
+					res := faultAwait(t, read, "peer's read error")
+					if s := websocket.CloseStatus(res.err); s != websocket.StatusNormalClosure && s != websocket.StatusAbnormalClosure {
+						t.Errorf("peer read: %v, want 1000 or 1006", res.err)
+					}
+					if closerRead != nil {
+						res := faultAwait(t, closerRead, "closing side's awaiting function")
+						if s := websocket.CloseStatus(res.err); s != websocket.StatusNormalClosure && !errors.Is(res.err, net.ErrClosed) {
+							t.Errorf("closing side's awaiting function read %v, want 1000 or net.ErrClosed", res.err)
+						}
+					}
+				}
+			})
+		}
 	}
 }
 
-// TestFaultCloseNowUnblocks: CloseNow ends a Read waiting for data, a Write
+// TestFaultCloseNowUnblocks: CloseNow ends a Read waiting for data (or
+// calls a function awaiting a message, whose read says the same), a Write
 // blocked on a peer that does not read, a streamed write, a writer waiting
 // for its turn and a Ping waiting for its pong, at once.
 func TestFaultCloseNowUnblocks(t *testing.T) {
 	t.Parallel()
 	for _, role := range faultRoles {
-		t.Run(role+"/read", func(t *testing.T) {
-			ours, _ := faultPair(t, role)
-			read := faultReader(ours)
-			time.Sleep(50 * time.Millisecond)
-			ours.CloseNow()
-			res := faultAwait(t, read, "read error")
-			if !errors.Is(res.err, net.ErrClosed) || websocket.CloseStatus(res.err) != websocket.StatusAbnormalClosure {
-				t.Fatalf("read: %v, want 1006 wrapping net.ErrClosed", res.err)
-			}
-		})
+		for _, reader := range faultReaders {
+			t.Run(faultName(role+"/read", reader.name), func(t *testing.T) {
+				ours, _ := faultPair(t, role)
+				read := reader.start(ours)
+				time.Sleep(50 * time.Millisecond)
+				ours.CloseNow()
+				res := faultAwait(t, read, "read error")
+				if !errors.Is(res.err, net.ErrClosed) || websocket.CloseStatus(res.err) != websocket.StatusAbnormalClosure {
+					t.Fatalf("read: %v, want 1006 wrapping net.ErrClosed", res.err)
+				}
+			})
+		}
 		for _, streamed := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/write/streamed=%v", role, streamed), func(t *testing.T) {
 				ours, _ := faultPair(t, role) // the peer never reads
@@ -1134,8 +1483,9 @@ func TestFaultCloseNowUnblocks(t *testing.T) {
 // TestFaultCancelRacesClose races context cancellation of reads, writes,
 // streamed writes and pings against Close from another goroutine, many
 // times. Whatever wins, every call returns, the errors are the documented
-// ones, and the peer sees a clean close or an abnormal one, never a
-// corrupted stream.
+// ones, and the peer (an echo server reading with a Read loop, or with
+// AwaitMessage) sees a clean close or an abnormal one, never a corrupted
+// stream.
 func TestFaultCancelRacesClose(t *testing.T) {
 	serverErrs := make(chan error, 1)
 	url := startServer(t, func(w http.ResponseWriter, r *http.Request) {
@@ -1143,16 +1493,31 @@ func TestFaultCancelRacesClose(t *testing.T) {
 		if err != nil {
 			return
 		}
-		defer c.CloseNow()
-		for {
+		// The server echoes with a Read loop, or on every other
+		// iteration with AwaitMessage.
+		echo := func() bool {
 			typ, msg, err := c.Read(context.Background())
 			if err == nil {
 				err = c.Write(context.Background(), typ, msg)
 			}
 			if err != nil {
+				c.CloseNow()
 				serverErrs <- err
-				return
+				return false
 			}
+			return true
+		}
+		if r.URL.Query().Get("await") == "1" {
+			var serve func()
+			serve = func() {
+				if echo() {
+					c.AwaitMessage(serve)
+				}
+			}
+			c.AwaitMessage(serve)
+			return
+		}
+		for echo() {
 		}
 	})
 	iterations := 100
@@ -1167,7 +1532,7 @@ func TestFaultCancelRacesClose(t *testing.T) {
 	}
 	for i := 0; i < iterations; i++ {
 		dctx, dcancel := context.WithTimeout(context.Background(), faultWait)
-		c, _, err := websocket.Dial(dctx, url, nil)
+		c, _, err := websocket.Dial(dctx, url+"?await="+fmt.Sprint(i%2), nil)
 		dcancel()
 		if err != nil {
 			t.Fatal(err)
@@ -1422,5 +1787,24 @@ func TestFaultCompressedWriteCutShort(t *testing.T) {
 	_, got, err := server.Read(ctx)
 	if err != nil || !bytes.Equal(got, msg) {
 		t.Fatalf("server read %d bytes (%q…), %v; want the message intact", len(got), got[:min(len(got), 20)], err)
+	}
+}
+
+// closeWithMessageInFlight has ours Close, and the peer answer with a
+// message, its Close frame and a message after it, all at once.
+func closeWithMessageInFlight(t *testing.T, ours *websocket.Conn, peer *faultPeer) {
+	t.Helper()
+	closed := faultGo(func() error { return ours.Close(websocket.StatusNormalClosure, "") })
+	h, _, err := peer.readFrame()
+	if err != nil || h.Opcode != websocket.OpClose {
+		t.Fatalf("peer read %v, %v; want our Close frame", h.Opcode, err)
+	}
+	peer.send(
+		peer.frame(true, websocket.OpText, []byte("in flight")),
+		peer.closeFrame(websocket.StatusNormalClosure, ""),
+		peer.frame(true, websocket.OpText, []byte("after")),
+	)
+	if err := faultAwait(t, closed, "Close"); err != nil {
+		t.Fatalf("Close: %v", err)
 	}
 }

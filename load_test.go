@@ -64,14 +64,21 @@ func (s loadSnapshot) String() string {
 }
 
 // loadMeasure collects garbage, twice so that sync.Pool's victim cache is
-// emptied too, and measures.
+// emptied too, and measures. The goroutines that wait to serve the next
+// awaited connection are not counted: a few of them stay for the process
+// once AwaitMessage has been used, like its poller (which a test starts
+// before it takes its baseline).
 func loadMeasure() loadSnapshot {
 	runtime.GC()
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return loadSnapshot{runtime.NumGoroutine(), ms.HeapInuse, ms.HeapAlloc}
+	return loadSnapshot{loadGoroutines(), ms.HeapInuse, ms.HeapAlloc}
 }
+
+// loadGoroutines counts goroutines but those that wait to serve the next
+// awaited connection.
+func loadGoroutines() int { return runtime.NumGoroutine() - int(idleWorkers.Load()) }
 
 // loadWarm runs n goroutines at once and lets them end. The runtime never
 // frees a goroutine's descriptor (a few hundred bytes of heap) but reuses
@@ -95,7 +102,7 @@ func loadWarm(n int) {
 // within slack of base, and measures.
 func loadSettle(base loadSnapshot, slack int) loadSnapshot {
 	deadline := time.Now().Add(10 * time.Second)
-	for runtime.NumGoroutine() > base.goroutines+slack && time.Now().Before(deadline) {
+	for loadGoroutines() > base.goroutines+slack && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return loadMeasure()
@@ -113,6 +120,30 @@ func loadCheckSettled(t *testing.T, base, end loadSnapshot, heapSlack uint64) {
 		t.Errorf("heap in use: %.1f MiB at the start, %.1f MiB at the end; want at most %d MiB more",
 			float64(base.heap)/(1<<20), float64(end.heap)/(1<<20), heapSlack>>20)
 	}
+}
+
+// loadAwaitSettled waits, up to ten seconds, for every goroutine of
+// AwaitMessage to be done serving connections, and fails t with the stacks
+// of those that are not: a function that never returned, or an await path
+// stuck on a connection. (A few goroutines wait to serve the next awaited
+// connection; they are not serving one.)
+func loadAwaitSettled(t *testing.T) {
+	t.Helper()
+	var stuck []string
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		stuck = stuck[:0]
+		for _, g := range strings.Split(string(buf), "\n\n") {
+			if strings.Contains(g, "websocket.(*Conn).serveAwait") {
+				stuck = append(stuck, g)
+			}
+		}
+		if len(stuck) == 0 {
+			return
+		}
+	}
+	t.Errorf("%d goroutines still serve awaited connections after they closed; the first:\n%s", len(stuck), stuck[0])
 }
 
 // loadMsg formats message seq of writer w, padded to size bytes.
@@ -146,12 +177,18 @@ type loadResult struct {
 	err      error // what went wrong, if anything
 }
 
+// loadReads are the ways a side of a load connection reads: a goroutine
+// in a Read loop; a function that AwaitMessage calls for each message; and
+// such a function that dawdles before every fourth message, a slow reader.
+var loadReads = [...]string{"loop", "await", "await-slow"}
+
 // loadSide runs one end of a load connection. After jitter, loadWriters goroutines write
-// loadPerWriter messages each, whole or streamed, while a reader checks the
-// peer's arrive in order. The closing side then calls Close a random delay
-// after its writers are done, and, if waitAll, only once all of the peer's
-// messages are in; the other side reads until the CloseError.
-func loadSide(c *Conn, closer, waitAll bool, jitter, delay time.Duration, seed int64) loadResult {
+// loadPerWriter messages each, whole or streamed, while a reader (one of
+// loadReads) checks the peer's arrive in order. The closing side then calls
+// Close a random delay after its writers are done, and, if waitAll, only
+// once all of the peer's messages are in; the other side reads until the
+// CloseError.
+func loadSide(c *Conn, read string, closer, waitAll bool, jitter, delay time.Duration, seed int64) loadResult {
 	defer c.CloseNow()
 	time.Sleep(jitter)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -162,28 +199,57 @@ func loadSide(c *Conn, closer, waitAll bool, jitter, delay time.Duration, seed i
 		n   int
 		err error
 	}
-	readDone := make(chan readEnd, 1)
-	go func() {
-		var next [loadWriters]int
-		n := 0
-		for {
-			_, msg, err := c.Read(ctx)
-			if err != nil {
-				readDone <- readEnd{n, err}
+	readDone := make(chan readEnd, 2) // 2: a doubly called function reports too
+	var next [loadWriters]int
+	n := 0
+	// readOne reads and checks one message, and reports whether to go on.
+	// Only one reader runs at a time: the Read loop, or the function
+	// AwaitMessage calls.
+	readOne := func() bool {
+		_, msg, err := c.Read(ctx)
+		if err != nil {
+			readDone <- readEnd{n, err}
+			return false
+		}
+		w, seq, ok := loadParse(msg)
+		if !ok || seq != next[w] {
+			readDone <- readEnd{n, fmt.Errorf("message %d (%q…) is corrupted or out of order", n, msg[:min(len(msg), 16)])}
+			c.CloseNow()
+			return false
+		}
+		next[w]++
+		if n++; n == full {
+			close(allIn)
+		}
+		return true
+	}
+	switch read {
+	case "loop":
+		go func() {
+			for readOne() {
+			}
+		}()
+	case "await", "await-slow":
+		var running atomic.Bool
+		var serve func()
+		serve = func() {
+			if !running.CompareAndSwap(false, true) {
+				readDone <- readEnd{n, errors.New("AwaitMessage called the function while it was still running")}
 				return
 			}
-			w, seq, ok := loadParse(msg)
-			if !ok || seq != next[w] {
-				readDone <- readEnd{n, fmt.Errorf("message %d (%q…) is corrupted or out of order", n, msg[:min(len(msg), 16)])}
-				c.CloseNow()
-				return
+			if read == "await-slow" && n%4 == 0 {
+				time.Sleep(time.Millisecond)
 			}
-			next[w]++
-			if n++; n == full {
-				close(allIn)
+			more := readOne()
+			running.Store(false)
+			if more {
+				c.AwaitMessage(serve)
 			}
 		}
-	}()
+		c.AwaitMessage(serve)
+	default:
+		panic("unknown load read " + read)
+	}
 	var sent atomic.Int64
 	writeErrs := make([]error, loadWriters)
 	var wg sync.WaitGroup
@@ -289,11 +355,12 @@ func loadWaitZero(n *atomic.Int64, d time.Duration) bool {
 
 // TestLoad opens a few thousand connections on loopback, all at once, then
 // has every one exchange messages with concurrent writers on both ends and
-// close at a random moment from a random side, some with compression.
-// Every message the closing side wrote is delivered; of the other side's,
-// what the closing side read is an in-order prefix, all of them where the
-// closer waited for them. Goroutines and heap then return to where they
-// started.
+// close at a random moment from a random side, some with compression. Each
+// side reads with a Read loop or with AwaitMessage (on half of the servers
+// and a quarter of the clients), some of the latter slowly. Every message
+// the closing side wrote is delivered; of the other side's, what the
+// closing side read is an in-order prefix, all of them where the closer
+// waited for them. Goroutines and heap then return to where they started.
 func TestLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test: skipped with -short")
@@ -318,6 +385,7 @@ func TestLoad(t *testing.T) {
 		n = room
 	}
 	loadWarm(9 * n) // eight goroutines per connection, and some
+	getPoller()     // AwaitMessage's, which stays
 	base := loadMeasure()
 
 	var (
@@ -348,7 +416,7 @@ func TestLoad(t *testing.T) {
 		id, _ := strconv.ParseInt(q.Get("id"), 10, 64)
 		jitter, _ := time.ParseDuration(q.Get("jitter"))
 		delay, _ := time.ParseDuration(q.Get("delay"))
-		ch.(chan loadResult) <- loadSide(c, q.Get("closer") == "server", q.Get("wait") == "1", jitter, delay, id*7919+1)
+		ch.(chan loadResult) <- loadSide(c, q.Get("read"), q.Get("closer") == "server", q.Get("wait") == "1", jitter, delay, id*7919+1)
 	}))
 	defer srv.Close()
 	url := "ws" + strings.TrimPrefix(srv.URL, "http")
@@ -362,7 +430,19 @@ func TestLoad(t *testing.T) {
 		dropped   atomic.Int64 // the non-closing side's messages cut off by the close
 		sem       = make(chan struct{}, 64)
 		rng       = rand.New(rand.NewSource(1))
+		reads     [2][len(loadReads)]int // connections by side and how it reads
 	)
+	// pickRead picks how a side reads: with AwaitMessage with probability
+	// p, slowly one time in four.
+	pickRead := func(p float64) int {
+		switch {
+		case rng.Float64() >= p:
+			return 0
+		case rng.Intn(4) == 0:
+			return 2
+		}
+		return 1
+	}
 	dialStart := time.Now()
 	for i := 0; i < n; i++ {
 		id := strconv.Itoa(i)
@@ -371,7 +451,11 @@ func TestLoad(t *testing.T) {
 		jitter := time.Duration(rng.Int63n(int64(spread)))
 		delay := time.Duration(rng.Intn(20)) * time.Millisecond
 		compress := rng.Intn(4) == 0
-		q := fmt.Sprintf("?id=%s&closer=%s&jitter=%v&delay=%v&wait=%d&compress=%d", id, closer, jitter, delay, b2i(waitAll), b2i(compress))
+		clientRead, serverRead := pickRead(0.25), pickRead(0.5)
+		reads[0][clientRead]++
+		reads[1][serverRead]++
+		q := fmt.Sprintf("?id=%s&closer=%s&jitter=%v&delay=%v&wait=%d&compress=%d&read=%s",
+			id, closer, jitter, delay, b2i(waitAll), b2i(compress), loadReads[serverRead])
 		ch := make(chan loadResult, 1)
 		results.Store(id, ch)
 		connected.Add(1)
@@ -394,7 +478,7 @@ func TestLoad(t *testing.T) {
 			}
 			dialed.Add(1)
 			<-start
-			cr := loadSide(c, closer == "client", waitAll, jitter, delay, int64(i)*7919)
+			cr := loadSide(c, loadReads[clientRead], closer == "client", waitAll, jitter, delay, int64(i)*7919)
 			// A timer, stopped, rather than time.After: under go 1.22
 			// semantics an unfired timer stays on the heap.
 			timer := time.NewTimer(time.Minute)
@@ -412,7 +496,8 @@ func TestLoad(t *testing.T) {
 				res  loadResult
 			}{{"client", cr}, {"server", sr}} {
 				if side.res.err != nil {
-					failures.add("conn %s (%s closes, wait=%v): %s: %v", id, closer, waitAll, side.name, side.res.err)
+					failures.add("conn %s (%s closes, wait=%v, reads: client %s, server %s): %s: %v",
+						id, closer, waitAll, loadReads[clientRead], loadReads[serverRead], side.name, side.res.err)
 				}
 			}
 			cl, other := cr, sr
@@ -439,6 +524,7 @@ func TestLoad(t *testing.T) {
 	}
 	peak := loadMeasure()
 	t.Logf("%d of %d connections open at once after %v (%d accepted): %v", dialed.Load(), n, dialTime.Round(time.Millisecond), accepted.Load(), peak)
+	t.Logf("reads (%v): clients %v, servers %v", loadReads, reads[0], reads[1])
 
 	exchangeStart := time.Now()
 	close(start)
@@ -455,6 +541,7 @@ func TestLoad(t *testing.T) {
 	}
 	srv.Close()
 	failures.report(t)
+	loadAwaitSettled(t)
 
 	end := loadSettle(base, 5)
 	t.Logf("exchange: %d messages in %v (%.0f msgs/s); %d of the non-closing sides' messages cut off by the close",
@@ -505,6 +592,43 @@ func soakServe(c *Conn, scenario string) error {
 			return err
 		}
 	}
+}
+
+// soakServeAwait is soakServe for a connection served with AwaitMessage: it
+// returns at once, leaving no goroutine behind while the connection idles,
+// and end is called with how the connection ended. A read deadline bounds
+// the whole connection, as soakServe's context does.
+func soakServeAwait(c *Conn, scenario string, end func(error)) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	dl, _ := ctx.Deadline()
+	c.SetReadDeadline(dl)
+	finish := func(err error) {
+		c.CloseNow()
+		cancel()
+		end(err)
+	}
+	echoed := 0
+	var serve func()
+	serve = func() {
+		typ, msg, err := c.Read(ctx)
+		if err == nil {
+			err = c.Write(ctx, typ, msg)
+		}
+		if err != nil {
+			finish(err)
+			return
+		}
+		echoed++
+		switch {
+		case scenario == "server-close" && echoed == 3:
+			finish(c.Close(StatusGoingAway, "soak"))
+		case scenario == "server-closenow" && echoed == 1:
+			finish(c.CloseNow())
+		default:
+			c.AwaitMessage(serve)
+		}
+	}
+	c.AwaitMessage(serve)
 }
 
 // soakMessage returns a message of a random size, now and then large.
@@ -771,8 +895,9 @@ func soakCycle(url, scenario string, compress bool, rng *rand.Rand, serverEnd fu
 // through connect, exchange and close, with faults injected at random:
 // CloseNow and resets mid-exchange, a peer vanishing mid-frame, contexts
 // cancelled mid-read and mid-dial, server-side closes, compression on or
-// off. Every cycle checks both ends' outcomes; at the end goroutines and
-// heap must be back near where they started.
+// off, the server reading with a Read loop or with AwaitMessage. Every
+// cycle checks both ends' outcomes; at the end goroutines and heap must be
+// back near where they started.
 func TestSoak(t *testing.T) {
 	if testing.Short() {
 		t.Skip("soak test: skipped with -short")
@@ -789,28 +914,36 @@ func TestSoak(t *testing.T) {
 		workers = 4
 	}
 	loadWarm(1000)
+	getPoller() // AwaitMessage's, which stays
 	base := loadMeasure()
 
 	var (
-		ends   sync.Map // cycle id → chan error, how the server's side ended
-		active atomic.Int64
+		ends   sync.Map     // cycle id → chan error, how the server's side ended
+		active atomic.Int64 // server sides not yet ended
 	)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		active.Add(1)
-		defer active.Add(-1)
 		q := r.URL.Query()
 		opts := &AcceptOptions{}
 		if q.Get("compress") == "1" {
 			opts.Compression = &CompressionOptions{ContextTakeover: q.Get("takeover") == "1"}
 		}
+		active.Add(1)
 		c, err := Accept(w, r, opts)
 		if err != nil {
+			active.Add(-1)
 			return
 		}
-		err = soakServe(c, q.Get("scenario"))
-		if ch, ok := ends.Load(q.Get("id")); ok {
-			ch.(chan error) <- err
+		end := func(err error) {
+			if ch, ok := ends.Load(q.Get("id")); ok {
+				ch.(chan error) <- err
+			}
+			active.Add(-1)
 		}
+		if q.Get("await") == "1" {
+			soakServeAwait(c, q.Get("scenario"), end)
+			return
+		}
+		end(soakServe(c, q.Get("scenario")))
 	}))
 	defer srv.Close()
 	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/"
@@ -820,6 +953,7 @@ func TestSoak(t *testing.T) {
 		cycles   atomic.Int64
 		messages atomic.Int64
 		counts   [len(soakScenarios)]atomic.Int64
+		awaited  atomic.Int64 // cycles whose server used AwaitMessage
 		nextID   atomic.Int64
 		wg       sync.WaitGroup
 	)
@@ -834,10 +968,11 @@ func TestSoak(t *testing.T) {
 				i := rng.Intn(len(soakScenarios))
 				scenario := soakScenarios[i]
 				compress := rng.Intn(2) == 0
+				await := rng.Intn(2) == 0
 				id := strconv.FormatInt(nextID.Add(1), 10)
 				ch := make(chan error, 1)
 				ends.Store(id, ch)
-				q := fmt.Sprintf("?id=%s&scenario=%s&compress=%d&takeover=%d", id, scenario, b2i(compress), rng.Intn(2))
+				q := fmt.Sprintf("?id=%s&scenario=%s&compress=%d&takeover=%d&await=%d", id, scenario, b2i(compress), rng.Intn(2), b2i(await))
 				serverEnd := func() (error, bool) {
 					timer := time.NewTimer(30 * time.Second)
 					defer timer.Stop()
@@ -851,10 +986,13 @@ func TestSoak(t *testing.T) {
 				n, err := soakCycle(url+q, scenario, compress, rng, serverEnd)
 				ends.Delete(id)
 				if err != nil {
-					failures.add("cycle %s (%s, compress=%v): %v", id, scenario, compress, err)
+					failures.add("cycle %s (%s, compress=%v, await=%v): %v", id, scenario, compress, await, err)
 				}
 				cycles.Add(1)
 				counts[i].Add(1)
+				if await {
+					awaited.Add(1)
+				}
 				messages.Add(int64(n))
 			}
 		}()
@@ -862,10 +1000,11 @@ func TestSoak(t *testing.T) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	if !loadWaitZero(&active, 10*time.Second) {
-		t.Errorf("%d server handlers still running", active.Load())
+		t.Errorf("%d server sides still running", active.Load())
 	}
 	srv.Close()
 	failures.report(t)
+	loadAwaitSettled(t)
 
 	end := loadSettle(base, 5)
 	var mix []string
@@ -876,7 +1015,7 @@ func TestSoak(t *testing.T) {
 	t.Logf("soak: %v with %d workers: %d connections (%.0f/s), %d messages echoed (%.0f/s)",
 		elapsed.Round(time.Millisecond), workers, cycles.Load(), float64(cycles.Load())/elapsed.Seconds(),
 		messages.Load(), float64(messages.Load())/elapsed.Seconds())
-	t.Logf("scenarios: %s", strings.Join(mix, ", "))
+	t.Logf("scenarios: %s; %d of the cycles served with AwaitMessage", strings.Join(mix, ", "), awaited.Load())
 	t.Logf("start: %v; end: %v", base, end)
 	loadCheckSettled(t, base, end, 16<<20)
 }
