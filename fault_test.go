@@ -1314,16 +1314,7 @@ func TestFaultConcurrentClose(t *testing.T) {
 		for _, reader := range faultReaders {
 			await := reader.name == "await"
 			t.Run(faultName(role+"/Close×8", reader.name), func(t *testing.T) {
-				client, server := faultRealPair(t, url, conns)
-				closer, other := server, client
-				if role == "client" {
-					closer, other = client, server
-				}
-				read := reader.start(other)
-				var closerRead <-chan faultReadResult
-				if await {
-					closerRead = faultAwaitReader(closer)
-				}
+				closer, read, closerRead := faultClosePair(t, url, conns, role, reader.start, await)
 				start := make(chan struct{})
 				errs := make(chan error, 8)
 				for i := 0; i < 8; i++ {
@@ -1363,16 +1354,7 @@ func TestFaultConcurrentClose(t *testing.T) {
 			})
 			t.Run(faultName(role+"/Close and CloseNow", reader.name), func(t *testing.T) {
 				for i := 0; i < 20; i++ {
-					client, server := faultRealPair(t, url, conns)
-					closer, other := server, client
-					if role == "client" {
-						closer, other = client, server
-					}
-					read := reader.start(other)
-					var closerRead <-chan faultReadResult
-					if await {
-						closerRead = faultAwaitReader(closer)
-					}
+					closer, read, closerRead := faultClosePair(t, url, conns, role, reader.start, await)
 					closed := faultGo(func() error { return closer.Close(websocket.StatusNormalClosure, "") })
 					time.Sleep(time.Duration(rand.Intn(200)) * time.Microsecond)
 					closer.CloseNow()
@@ -1394,6 +1376,24 @@ func TestFaultConcurrentClose(t *testing.T) {
 			})
 		}
 	}
+}
+
+// faultClosePair connects a pair for the concurrent-close cases: closer is
+// the side in role, which will close; the other side reads with start, and
+// read reports how its reading ended. With await, the closer awaits
+// messages too, and closerRead reports what its function's read got.
+func faultClosePair(t *testing.T, url string, conns <-chan *websocket.Conn, role string,
+	start func(*websocket.Conn) <-chan faultReadResult, await bool) (closer *websocket.Conn, read, closerRead <-chan faultReadResult) {
+	client, server := faultRealPair(t, url, conns)
+	closer, other := server, client
+	if role == "client" {
+		closer, other = client, server
+	}
+	read = start(other)
+	if await {
+		closerRead = faultAwaitReader(closer)
+	}
+	return closer, read, closerRead
 }
 
 // TestFaultCloseNowUnblocks: CloseNow ends a Read waiting for data (or
