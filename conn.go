@@ -27,7 +27,9 @@
 // Example_returnFromHandler). Over HTTP/2 the handler must keep running.
 // [Conn.AwaitMessage] goes further for servers with very many idle
 // connections: it calls a function once a message arrives, and no goroutine
-// waits meanwhile.
+// waits meanwhile. And a port that serves only WebSockets can answer its
+// requests with [Serve] instead of net/http, with the same handlers, for
+// cheaper opening handshakes.
 //
 // A client connects with [Dial]:
 //

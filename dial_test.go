@@ -2,16 +2,11 @@ package websocket_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -151,38 +146,6 @@ func TestDialCustomDialerAndContext(t *testing.T) {
 	}
 }
 
-// testCert returns a self-signed certificate for 127.0.0.1 and a pool that
-// trusts it.
-func testCert(t *testing.T, name string) (tls.Certificate, *x509.CertPool) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(leaf)
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
-}
-
 // Dial reaches ws:// and wss:// servers through an https:// proxy (TLS
 // inside TLS for wss), verifying the proxy with ProxyTLSConfig and the
 // server with TLSConfig, never one with the other's.
@@ -194,10 +157,10 @@ func TestDialHTTPSProxy(t *testing.T) {
 	serverPool := x509.NewCertPool()
 	serverPool.AddCert(tlsServer.Certificate())
 
-	proxyCert, proxyPool := testCert(t, "duplex test proxy")
+	proxyCert, proxyPool := websocket.SelfSignedCert(t, "duplex test proxy")
 	bothPool := serverPool.Clone()
 	bothPool.AddCert(proxyCert.Leaf)
-	clientCert, _ := testCert(t, "duplex test client")
+	clientCert, _ := websocket.SelfSignedCert(t, "duplex test client")
 
 	tests := []struct {
 		name           string

@@ -200,21 +200,10 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 		return acceptStream(w, r, subprotocol, ext, extHeader)
 	}
 
-	nc, brw, err := http.NewResponseController(w).Hijack()
+	nc, buffered, resp, err := takeOver(w)
 	if err != nil {
 		return nil, refuse(w, &HandshakeError{Status: http.StatusInternalServerError,
-			Reason: "cannot take over the connection from net/http: " + err.Error()})
-	}
-	var buffered []byte
-	if n := brw.Reader.Buffered(); n > 0 {
-		buffered, _ = brw.Reader.Peek(n)
-	}
-
-	// The response is built in the hijacked writer's buffer, which
-	// net/http has given up: the 101 costs no allocation of its own.
-	var resp []byte
-	if brw.Writer != nil {
-		resp = brw.Writer.AvailableBuffer()
+			Reason: "cannot take over the connection: " + err.Error()})
 	}
 	resp = append(resp, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	resp = appendAcceptKey(resp, headerValue(r.Header, hdrKey))
@@ -225,13 +214,8 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	if extHeader != "" {
 		resp = appendHeader(resp, "Sec-WebSocket-Extensions", extHeader)
 	}
-	for k, vs := range w.Header() {
-		for _, v := range vs {
-			resp = appendHeader(resp, k, v)
-		}
-	}
+	resp = appendHeaderFields(resp, w.Header())
 	resp = append(resp, "\r\n"...)
-	_ = nc.SetWriteDeadline(time.Now().Add(handshakeWriteTimeout))
 	if _, err := nc.Write(resp); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("websocket: writing the handshake response: %w", err)
@@ -241,6 +225,32 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	// long-lived connection.
 	_ = nc.SetDeadline(time.Time{})
 	return newConn(nc, true, buffered, subprotocol, ext), nil
+}
+
+// takeOver takes the connection from the server that read the request:
+// from [Serve] directly, from net/http by hijacking it. It returns the bytes
+// the client sent behind the request, which the caller must copy, and an
+// empty buffer to build the response in. The connection has a write
+// deadline for the response: Serve's since the connection arrived, or
+// [handshakeWriteTimeout].
+func takeOver(w http.ResponseWriter) (nc net.Conn, buffered, resp []byte, err error) {
+	if sw, ok := w.(*serveResponse); ok {
+		return sw.takeOver()
+	}
+	nc, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	_ = nc.SetWriteDeadline(time.Now().Add(handshakeWriteTimeout))
+	if n := brw.Reader.Buffered(); n > 0 {
+		buffered, _ = brw.Reader.Peek(n)
+	}
+	// The response is built in the hijacked writer's buffer, which
+	// net/http has given up: the 101 costs no allocation of its own.
+	if brw.Writer != nil {
+		resp = brw.Writer.AvailableBuffer()
+	}
+	return nc, buffered, resp, nil
 }
 
 // handshakeWriteTimeout bounds writing the 101 response, so that a client
@@ -266,18 +276,65 @@ func appendHeader(dst []byte, name, value string) []byte {
 	return append(dst, "\r\n"...)
 }
 
+// appendHeaderFields appends the fields a handler set on a response. It
+// leaves out names that are not HTTP tokens, which could end the header or
+// forge another field, and the fields that say how the connection goes on
+// and how the body is framed, which are the server's to write.
+func appendHeaderFields(dst []byte, h http.Header) []byte {
+	for k, vs := range h {
+		if k == "Connection" || k == "Transfer-Encoding" || !validToken(k) {
+			continue
+		}
+		for _, v := range vs {
+			dst = appendHeader(dst, k, v)
+		}
+	}
+	return dst
+}
+
+// validToken reports whether s is a token (RFC 9110 §5.6.2).
+func validToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c >= 0x80 || !isTokenByte[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var isTokenByte = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c], t[c-'a'+'A'] = true, true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
 // refuse answers a refused handshake with herr's status and reason.
 func refuse(w http.ResponseWriter, herr *HandshakeError) error {
-	h := w.Header()
-	switch herr.Status {
+	refusalHeaders(w.Header(), herr.Status)
+	http.Error(w, herr.Error(), herr.Status)
+	return herr
+}
+
+// refusalHeaders sets the header fields that go with a refusal's status:
+// what to upgrade to, or which method to use.
+func refusalHeaders(h http.Header, status int) {
+	switch status {
 	case http.StatusUpgradeRequired:
 		h.Set("Upgrade", "websocket")
 		h.Set("Sec-WebSocket-Version", "13")
 	case http.StatusMethodNotAllowed:
 		h.Set("Allow", http.MethodGet)
 	}
-	http.Error(w, herr.Error(), herr.Status)
-	return herr
 }
 
 // checkUpgradeRequest applies RFC 6455 §4.2.1 to an opening handshake.
@@ -294,6 +351,9 @@ func checkUpgradeRequest(r *http.Request) *HandshakeError {
 		return bad(http.StatusUpgradeRequired, "this endpoint speaks WebSocket: the Upgrade header must contain \"websocket\"")
 	case !hasToken(r.Header, "Connection", "upgrade"):
 		return bad(http.StatusBadRequest, "the Connection header must contain \"upgrade\", it is %q", r.Header.Get("Connection"))
+	case r.ContentLength != 0 || len(r.TransferEncoding) > 0:
+		// What follows the request would be its body, not frames.
+		return bad(http.StatusBadRequest, "an upgrade request must not have a body")
 	}
 	if herr := checkVersion(r); herr != nil {
 		return herr

@@ -2,11 +2,15 @@ package websocket
 
 import (
 	"bufio"
+	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // hijackWriter is an http.ResponseWriter whose Hijack hands out the same
@@ -77,4 +81,84 @@ func BenchmarkAccept(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkHandshake measures whole handshakes over loopback TCP, as a
+// client sees them: connect, upgrade, Close frames both ways, the
+// server's TCP close. It runs behind net/http and behind Serve, so that
+// the two front doors compare in the same run; allocations are the
+// server's and this client's together.
+func BenchmarkHandshake(b *testing.B) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.CloseNow()
+			_, _, _ = c.Read(context.Background()) // the client's Close
+		}()
+	})
+	fronts := []struct {
+		name  string
+		serve func(net.Listener) error
+	}{
+		{"net-http", func(ln net.Listener) error { return http.Serve(ln, handler) }},
+		{"Serve", func(ln net.Listener) error { return Serve(ln, handler) }},
+	}
+	request := []byte("GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+	closeFrame := AppendHeader(nil, Header{Fin: true, Opcode: OpClose, Masked: true, Length: 2})
+	closeFrame = append(closeFrame, 0x03, 0xe8) // 1000, masked with the zero key
+	for _, front := range fronts {
+		b.Run(front.name, func(b *testing.B) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			served := make(chan error, 1)
+			go func() { served <- front.serve(ln) }()
+			defer func() { ln.Close(); <-served }()
+			buf := make([]byte, 4096)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				if err := oneHandshake(ln.Addr().String(), request, closeFrame, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// oneHandshake opens a connection to addr, upgrades it with request,
+// sends closeFrame and reads until the server closes the connection.
+func oneHandshake(addr string, request, closeFrame, buf []byte) error {
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := nc.Write(request); err != nil {
+		return err
+	}
+	n := 0
+	for !bytes.Contains(buf[:n], []byte("\r\n\r\n")) {
+		m, err := nc.Read(buf[n:])
+		if err != nil {
+			return fmt.Errorf("reading the 101: %w", err)
+		}
+		n += m
+	}
+	if !bytes.HasPrefix(buf[:n], []byte("HTTP/1.1 101 ")) {
+		return fmt.Errorf("answered %q", buf[:n])
+	}
+	if _, err := nc.Write(closeFrame); err != nil {
+		return err
+	}
+	if _, err := io.Copy(io.Discard, nc); err != nil {
+		return fmt.Errorf("waiting for the server to close: %w", err)
+	}
+	return nil
 }

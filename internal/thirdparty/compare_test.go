@@ -54,16 +54,16 @@ var smokeScale = scale{
 	verifyEvery: 1,
 }
 
-// TestSmoke runs every library, and duplex's server that serves with
-// AwaitMessage, through every scenario briefly, so that the harness cannot
+// TestSmoke runs every library, and duplex's servers that serve with
+// AwaitMessage and behind duplex.Serve, through every scenario briefly, so that the harness cannot
 // rot: each server must echo every message intact and close cleanly.
 func TestSmoke(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts 48 server processes")
+		t.Skip("starts 56 server processes")
 	}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			for _, lib := range append(slices.Clone(libraries), "duplex-await") {
+			for _, lib := range append(slices.Clone(libraries), "duplex-await", "duplex-serve") {
 				o := compareOptions{scale: smokeScale, logf: t.Logf}
 				vals, err := measureOnce(sc, lib, o)
 				if err != nil {

@@ -33,15 +33,18 @@ const readLimit = 2 << 20
 // comes first as the baseline the others are divided by.
 var libraries = []string{"gorilla", "duplex", "coder", "gobwas", "gws"}
 
-// servers starts an echo server for each library. duplex-handler and
-// duplex-await are not in the default table: duplex-handler is duplex with
-// the read loop inside the handler, using the request's context, to show
-// what keeping the handler running costs; duplex-await serves each
-// connection with Conn.AwaitMessage, holding no goroutine while it idles.
+// servers starts an echo server for each library. duplex-handler,
+// duplex-await and duplex-serve are not in the default table:
+// duplex-handler is duplex with the read loop inside the handler, using the
+// request's context, to show what keeping the handler running costs;
+// duplex-await serves each connection with Conn.AwaitMessage, holding no
+// goroutine while it idles; duplex-serve is duplex behind websocket.Serve
+// instead of net/http.
 var servers = map[string]func(serverOptions) (*server, error){
 	"duplex":         func(o serverOptions) (*server, error) { return startDuplex(o, duplexGoroutine) },
 	"duplex-handler": func(o serverOptions) (*server, error) { return startDuplex(o, duplexInHandler) },
 	"duplex-await":   func(o serverOptions) (*server, error) { return startDuplex(o, duplexAwait) },
+	"duplex-serve":   func(o serverOptions) (*server, error) { return startDuplex(o, duplexServe) },
 	"gorilla":        startGorilla,
 	"coder":          startCoder,
 	"gobwas":         startGobwas,
@@ -160,11 +163,45 @@ func serveHTTP(h http.Handler) (*server, error) {
 	}, nil
 }
 
+// serveDuplex serves h with duplex.Serve on a loopback port. Accepted
+// connections are tracked so that stop closes them too.
+func serveDuplex(h http.Handler) (*server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	tl := &trackingListener{Listener: ln}
+	go duplex.Serve(tl, h)
+	return &server{
+		addr: ln.Addr().String(),
+		stop: func() {
+			ln.Close()
+			tl.conns.closeAll()
+		},
+	}, nil
+}
+
+// trackingListener adds the connections it accepts to conns.
+type trackingListener struct {
+	net.Listener
+	conns connSet
+}
+
+func (l *trackingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil && !l.conns.add(c) {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	return c, err
+}
+
 // How the duplex server serves a connection.
 const (
 	duplexGoroutine = iota // a goroutine of its own, the handler returns
 	duplexInHandler        // the handler's goroutine, with the request's context
 	duplexAwait            // Conn.AwaitMessage, the handler returns
+	duplexServe            // as duplexGoroutine, behind duplex.Serve
 )
 
 // startDuplex accepts and, by default, returns from the handler at once,
@@ -175,13 +212,18 @@ const (
 // pooled buffer and written back with Conn.Write, the allocation-free path.
 // duplexInHandler runs the loop inside the handler with the request's
 // context instead, as in the package example; duplexAwait serves each
-// message from a function AwaitMessage calls.
+// message from a function AwaitMessage calls; duplexServe answers the
+// requests with duplex.Serve instead of net/http.
 func startDuplex(o serverOptions, mode int) (*server, error) {
 	opts := &duplex.AcceptOptions{}
 	if o.deflate {
 		opts.Compression = &duplex.CompressionOptions{}
 	}
-	return serveHTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	front := serveHTTP
+	if mode == duplexServe {
+		front = serveDuplex
+	}
+	return front(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := duplex.Accept(w, r, opts)
 		if err != nil {
 			o.report(err)
