@@ -57,6 +57,7 @@ type interopSetup struct {
 	tls         bool                          // wss://
 	stream      bool                          // our echo server streams with Reader and Writer
 	subprotocol string                        // offered by the client, chosen by the server
+	serve       bool                          // our server answers with websocket.Serve, not net/http
 	// deflate is whether permessage-deflate is negotiated, and noTakeover
 	// whether the server then gives up context takeover.
 	deflate, noTakeover bool
@@ -78,12 +79,12 @@ var interopSetups = []interopSetup{
 	{name: "deflate-takeover", deflate: true, stream: true, huge: true,
 		ours: &websocket.CompressionOptions{ContextTakeover: true}, flags: []string{"--deflate"}},
 	// We ask for no context takeover; every message compressed.
-	{name: "deflate-no-takeover", deflate: true, noTakeover: true,
+	{name: "deflate-no-takeover", deflate: true, noTakeover: true, serve: true,
 		ours: &websocket.CompressionOptions{Threshold: -1}, flags: []string{"--deflate"}},
 	// The peer asks for no context takeover.
 	{name: "deflate-peer-no-takeover", deflate: true, noTakeover: true, stream: true,
 		ours: &websocket.CompressionOptions{ContextTakeover: true}, flags: []string{"--deflate", "--no-context-takeover"}},
-	{name: "wss-deflate", tls: true, deflate: true,
+	{name: "wss-deflate", tls: true, deflate: true, serve: true,
 		ours: &websocket.CompressionOptions{ContextTakeover: true}, flags: []string{"--deflate"}},
 }
 
@@ -279,7 +280,7 @@ func TestInteropAccept(t *testing.T) {
 				}
 				srv.stream = s.stream
 				srv.limit = 64 << 20
-				url, flags := srv.start(t, http.HandlerFunc(srv.echo), s.tls)
+				url, flags := srv.start(t, http.HandlerFunc(srv.echo), s.tls, s.serve)
 				flags = append(flags, s.flags...)
 				if s.subprotocol != "" {
 					flags = append(flags, "--subprotocol", s.subprotocol)
@@ -418,8 +419,12 @@ func newInteropServer(ctx context.Context, t *testing.T) *interopServer {
 }
 
 // start serves h over HTTP, or HTTPS with the test certificate, and returns
-// its ws:// or wss:// URL and the flags a peer client needs for it.
-func (s *interopServer) start(t *testing.T, h http.Handler, useTLS bool) (string, []string) {
+// its ws:// or wss:// URL and the flags a peer client needs for it. With
+// serve, websocket.Serve answers the requests instead of net/http.
+func (s *interopServer) start(t *testing.T, h http.Handler, useTLS, serve bool) (string, []string) {
+	if serve {
+		return s.startServe(t, h, useTLS)
+	}
 	srv := httptest.NewUnstartedServer(h)
 	if useTLS {
 		srv.TLS = &tls.Config{Certificates: []tls.Certificate{interopTLS(t).cert}}
@@ -432,6 +437,29 @@ func (s *interopServer) start(t *testing.T, h http.Handler, useTLS bool) (string
 		return "wss" + strings.TrimPrefix(srv.URL, "https"), []string{"--insecure"}
 	}
 	return "ws" + strings.TrimPrefix(srv.URL, "http"), nil
+}
+
+// startServe is start with websocket.Serve.
+func (s *interopServer) startServe(t *testing.T, h http.Handler, useTLS bool) (string, []string) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scheme, flags := "ws", []string(nil)
+	if useTLS {
+		ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{interopTLS(t).cert},
+			NextProtos: []string{"http/1.1"}})
+		scheme, flags = "wss", []string{"--insecure"}
+	}
+	served := make(chan error, 1)
+	go func() { served <- websocket.Serve(ln, h) }()
+	t.Cleanup(func() {
+		ln.Close()
+		if err := <-served; !errors.Is(err, net.ErrClosed) {
+			t.Errorf("Serve returned %v, want net.ErrClosed", err)
+		}
+	})
+	return scheme + "://" + ln.Addr().String(), flags
 }
 
 // accept upgrades r and tracks the connection; the caller must call
@@ -595,14 +623,15 @@ type browserVerdict struct {
 // origin check stays on: page and socket are same-origin.
 func TestInteropBrowser(t *testing.T) {
 	setups := []struct {
-		name string
-		comp *websocket.CompressionOptions
-		tls  bool
+		name  string
+		comp  *websocket.CompressionOptions
+		tls   bool
+		serve bool // websocket.Serve answers the page's requests, not net/http
 	}{
 		{name: "plain"},
-		{name: "deflate", comp: &websocket.CompressionOptions{}},
+		{name: "deflate", comp: &websocket.CompressionOptions{}, serve: true},
 		{name: "deflate-takeover", comp: &websocket.CompressionOptions{ContextTakeover: true}},
-		{name: "wss-deflate-takeover", comp: &websocket.CompressionOptions{ContextTakeover: true}, tls: true},
+		{name: "wss-deflate-takeover", comp: &websocket.CompressionOptions{ContextTakeover: true}, tls: true, serve: true},
 	}
 	for _, s := range setups {
 		t.Run(s.name, func(t *testing.T) {
@@ -639,7 +668,7 @@ func TestInteropBrowser(t *testing.T) {
 					srv.record(&srv.closes, c.Close(interop.BrowserServerCloseCode, interop.BrowserServerCloseReason))
 				}
 			})
-			wsURL, _ := srv.start(t, mux, s.tls)
+			wsURL, _ := srv.start(t, mux, s.tls, s.serve)
 			pageURL := "http" + strings.TrimPrefix(wsURL, "ws") + "/page"
 
 			browser := interop.StartChromium(t, pageURL, s.tls)
