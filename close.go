@@ -228,6 +228,14 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 		return err
 	}
 	err := c.awaitPeerClose(ctx)
+	if err == nil && !c.server {
+		// Whichever goroutine read the server's answer lingers for the
+		// server to close the connection first (§7.1.1): let it.
+		select {
+		case <-c.closed:
+		case <-ctx.Done():
+		}
+	}
 	c.teardown()
 	return err
 }

@@ -860,6 +860,50 @@ func TestFaultMidClose(t *testing.T) {
 	}
 }
 
+// TestFaultClientWaitsForServerClose: a client's Close waits, for a
+// moment, for the server to close the TCP connection first (§7.1.1), also
+// when another goroutine's read, not Close itself, takes the server's
+// answer.
+func TestFaultClientWaitsForServerClose(t *testing.T) {
+	const serverDelay = 300 * time.Millisecond
+	for _, reader := range []string{"", "read", "await"} {
+		t.Run(faultName("client", reader), func(t *testing.T) {
+			ours, peer := faultPair(t, "client")
+			var read <-chan faultReadResult
+			switch reader {
+			case "read":
+				read = faultReader(ours)
+			case "await":
+				read = faultAwaitReader(ours)
+			}
+			start := time.Now()
+			var took time.Duration
+			closed := faultGo(func() error {
+				err := ours.Close(websocket.StatusNormalClosure, "")
+				took = time.Since(start)
+				return err
+			})
+			if h, _, err := peer.readFrame(); err != nil || h.Opcode != websocket.OpClose {
+				t.Fatalf("server read %v, %v; want the client's Close frame", h.Opcode, err)
+			}
+			peer.send(peer.closeFrame(websocket.StatusNormalClosure, ""))
+			time.Sleep(serverDelay)
+			peer.nc.Close()
+			if err := faultAwait(t, closed, "Close"); err != nil {
+				t.Fatalf("Close: %v", err)
+			}
+			if took < serverDelay {
+				t.Errorf("Close returned after %v, before the server closed the connection (%v)", took, serverDelay)
+			}
+			if read != nil {
+				if res := faultAwait(t, read, "read error"); websocket.CloseStatus(res.err) != websocket.StatusNormalClosure {
+					t.Errorf("reader: %v, want the server's CloseError 1000", res.err)
+				}
+			}
+		})
+	}
+}
+
 // TestFaultHalfClose: the peer shuts down its sending side without a Close
 // frame. RFC 6455 §7.1.5 makes that an abnormal closure (1006), and a
 // connection that has failed is torn down, so:
