@@ -15,6 +15,9 @@
 // then use for wss:// URLs:
 //
 //	GODEBUG=http2xconnect=1 go run ./examples/echo -tls
+//
+// With -serve it answers requests with websocket.Serve, the library's
+// lighter HTTP/1.1 front door, instead of net/http (HTTP/2 is then off).
 package main
 
 import (
@@ -45,6 +48,7 @@ import (
 func main() {
 	addr := flag.String("addr", "127.0.0.1:9001", "address to listen on")
 	useTLS := flag.Bool("tls", false, "serve wss:// and HTTP/2 on a self-signed certificate made at start")
+	light := flag.Bool("serve", false, "answer requests with websocket.Serve instead of net/http (HTTP/1.1 only)")
 	flag.Parse()
 
 	ln, err := net.Listen("tcp", *addr)
@@ -53,27 +57,42 @@ func main() {
 	}
 	if !*useTLS {
 		fmt.Printf("echo server listening on ws://%s/\n", ln.Addr())
-		log.Fatal(serve(ln, nil))
+		log.Fatal(serve(ln, nil, *light))
 	}
 	cert, err := selfSigned()
 	if err != nil {
 		log.Fatal(err)
 	}
 	spki := sha256.Sum256(cert.Leaf.RawSubjectPublicKeyInfo)
-	fmt.Printf("echo server listening on wss://%s/ (HTTP/1.1 and HTTP/2", ln.Addr())
-	if strings.Contains(os.Getenv("GODEBUG"), "http2xconnect=1") {
-		fmt.Print(", WebSockets over HTTP/2 on")
-	} else {
-		fmt.Print("; run with GODEBUG=http2xconnect=1 for WebSockets over HTTP/2")
-	}
-	fmt.Printf(")\nits certificate, made for this run:\n%s", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Leaf.Raw}))
+	fmt.Printf("echo server listening on wss://%s/ (%s)\n", ln.Addr(), protocols(*light))
+	fmt.Printf("its certificate, made for this run:\n%s", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Leaf.Raw}))
 	fmt.Printf("Chromium trusts it with --ignore-certificate-errors-spki-list=%s\n", base64.StdEncoding.EncodeToString(spki[:]))
-	log.Fatal(serve(ln, &cert))
+	log.Fatal(serve(ln, &cert, *light))
+}
+
+// protocols says what the server speaks over TLS.
+func protocols(light bool) string {
+	switch {
+	case light:
+		return "HTTP/1.1 only, through websocket.Serve"
+	case strings.Contains(os.Getenv("GODEBUG"), "http2xconnect=1"):
+		return "HTTP/1.1 and HTTP/2, WebSockets over HTTP/2 on"
+	}
+	return "HTTP/1.1 and HTTP/2; run with GODEBUG=http2xconnect=1 for WebSockets over HTTP/2"
 }
 
 // serve runs the echo server on ln until it fails, over TLS with HTTP/2 if
-// cert is not nil.
-func serve(ln net.Listener, cert *tls.Certificate) error {
+// cert is not nil. With light, websocket.Serve answers the requests, over
+// HTTP/1.1 only.
+func serve(ln net.Listener, cert *tls.Certificate, light bool) error {
+	if light {
+		if cert != nil {
+			ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{*cert},
+				NextProtos: []string{"http/1.1"}})
+		}
+		// Serve bounds the handshake itself: 64 KiB, 10 seconds.
+		return websocket.Serve(ln, http.HandlerFunc(echo))
+	}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(echo),
 		// Bound how long a client may take to send its handshake; the

@@ -13,14 +13,23 @@ import (
 )
 
 // The echo server echoes text and binary, compressed or not, up to its
-// 32 MiB limit, and refuses a larger message with status 1009.
+// 32 MiB limit, and refuses a larger message with status 1009, behind
+// net/http and behind websocket.Serve (-serve).
 func TestEchoServer(t *testing.T) {
+	for _, light := range []bool{false, true} {
+		t.Run(map[bool]string{false: "net-http", true: "Serve"}[light], func(t *testing.T) {
+			testEchoServer(t, light)
+		})
+	}
+}
+
+func testEchoServer(t *testing.T, light bool) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go serve(ln, nil)
+	go serve(ln, nil, light)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	url := "ws://" + ln.Addr().String() + "/"
@@ -62,7 +71,7 @@ func TestEchoServerTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	go serve(ln, &cert)
+	go serve(ln, &cert, false)
 	roots := x509.NewCertPool()
 	roots.AddCert(cert.Leaf)
 
