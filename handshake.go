@@ -201,6 +201,9 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	}
 
 	nc, buffered, resp, err := takeOver(w)
+	if errors.Is(err, errHandlerReturned) {
+		return nil, err // w is no longer there to answer on
+	}
 	if err != nil {
 		return nil, refuse(w, &HandshakeError{Status: http.StatusInternalServerError,
 			Reason: "cannot take over the connection: " + err.Error()})

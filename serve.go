@@ -72,15 +72,15 @@ var serveTimeout = 10 * time.Second
 // serveMaxHeaderBytes bounds the request line and header fields.
 const serveMaxHeaderBytes = 64 << 10
 
-// serveState is what Serve needs for one request, pooled: the reader the
-// request is parsed from and the response writer. A handler that takes the
-// connection with Hijack keeps the reader, and its state is not reused.
+// serveState is the reader a request is parsed from, pooled. A handler
+// that takes the connection with Hijack keeps the reader, and then the
+// state is not reused. The response writer is not pooled: a handler may
+// (wrongly) keep it past its return, and must not reach another
+// connection through it.
 type serveState struct {
-	conn    readRecorder
-	limit   io.LimitedReader
-	br      *bufio.Reader
-	w       serveResponse
-	scratch [512]byte
+	conn  readRecorder
+	limit io.LimitedReader
+	br    *bufio.Reader
 }
 
 var serveStates = sync.Pool{New: func() any {
@@ -97,7 +97,6 @@ func serveConn(nc net.Conn, h http.Handler) {
 		if reuse {
 			s.conn.r = nil
 			s.br.Reset(&s.limit)
-			s.w = serveResponse{}
 			serveStates.Put(s)
 		}
 	}()
@@ -107,7 +106,7 @@ func serveConn(nc net.Conn, h http.Handler) {
 	r, status, err := readServedRequest(s)
 	if err != nil {
 		if status != 0 {
-			refuseConn(nc, s.scratch[:0], status, err.Error())
+			refuseConn(nc, status, err.Error())
 		}
 		closeAfterResponse(nc)
 		return
@@ -120,22 +119,22 @@ func serveConn(nc net.Conn, h http.Handler) {
 		r.TLS = &cs
 	}
 
-	w := &s.w
-	*w = serveResponse{nc: nc, br: s.br, req: r, scratch: s.scratch[:0]}
+	w := &serveResponse{nc: nc, br: s.br, req: r}
 	defer func() {
 		if p := recover(); p != nil {
 			if p != http.ErrAbortHandler {
 				log.Printf("websocket: panic serving %v: %v\n%s", r.RemoteAddr, p, debug.Stack())
 			}
-			if !w.hijacked {
-				abort(nc, w.wroteHead)
+			var hijacked bool
+			hijacked, reuse = w.end()
+			if !hijacked {
+				abort(nc, w.wrote)
 			}
-			reuse = !w.gaveReader
 		}
 	}()
 	h.ServeHTTP(w, r)
-	reuse = !w.gaveReader
-	if !w.hijacked {
+	var hijacked bool
+	if hijacked, reuse = w.end(); !hijacked {
 		w.finish()
 		closeAfterResponse(nc)
 	}
@@ -205,10 +204,10 @@ func (rr *readRecorder) Read(p []byte) (int, error) {
 
 // refuseConn answers a request Serve refuses with status and
 // reason, outside net/http.
-func refuseConn(nc net.Conn, buf []byte, status int, reason string) {
+func refuseConn(nc net.Conn, status int, reason string) {
 	h := make(http.Header, 2)
 	refusalHeaders(h, status)
-	b := appendResponseHead(buf, status, h, "text/plain; charset=utf-8", len(reason)+1)
+	b := appendResponseHead(nil, status, h, "text/plain; charset=utf-8", len(reason)+1)
 	b = append(append(b, reason...), '\n')
 	_ = nc.SetWriteDeadline(time.Now().Add(handshakeWriteTimeout))
 	_, _ = nc.Write(b)
@@ -270,19 +269,22 @@ func abort(nc net.Conn, begun bool) {
 // head is written with the first Write, without buffering: the connection
 // closes after the response, which ends a body of unknown length.
 type serveResponse struct {
-	nc     net.Conn
-	br     *bufio.Reader
-	req    *http.Request
-	header http.Header
-	status int
+	nc      net.Conn
+	br      *bufio.Reader
+	req     *http.Request
+	header  http.Header
+	status  int
+	wrote   bool  // the status line and header fields are on the wire
+	noBody  bool  // the request or the status allows no body
+	err     error // from writing the head
+	scratch [256]byte
 
-	scratch []byte // for the response's head
-
-	wroteHead  bool // the status line and header fields are on the wire
+	// mu orders taking the connection against the handler's return, for
+	// a handler that (wrongly) lets another goroutine do it.
+	mu         sync.Mutex
+	ended      bool // ServeHTTP has returned
 	hijacked   bool // the handler or Accept has taken the connection
 	gaveReader bool // and holds br
-	noBody     bool // the request or the status allows no body
-	err        error
 }
 
 func (w *serveResponse) Header() http.Header {
@@ -296,7 +298,7 @@ func (w *serveResponse) WriteHeader(code int) {
 	if code < 100 || code > 999 {
 		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
 	}
-	if w.hijacked || w.wroteHead || w.status != 0 || code < 200 {
+	if w.hijacked || w.wrote || w.status != 0 || code < 200 {
 		return
 	}
 	w.status = code
@@ -306,7 +308,7 @@ func (w *serveResponse) Write(p []byte) (int, error) {
 	if w.hijacked {
 		return 0, http.ErrHijacked
 	}
-	if !w.wroteHead {
+	if !w.wrote {
 		w.writeHead(p, -1)
 	}
 	if w.err != nil {
@@ -323,20 +325,18 @@ func (w *serveResponse) Write(p []byte) (int, error) {
 
 // Flush writes the head if it is not out yet; the body is not buffered.
 func (w *serveResponse) Flush() {
-	if !w.hijacked && !w.wroteHead {
+	if !w.hijacked && !w.wrote {
 		w.writeHead(nil, -1)
 	}
 }
 
 // Hijack lets the handler take the connection, as [http.Hijacker] does.
 func (w *serveResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	if w.hijacked {
-		return nil, nil, http.ErrHijacked
+	if err := w.take(); err != nil {
+		return nil, nil, err
 	}
-	if w.wroteHead {
-		return nil, nil, errors.New("websocket: Hijack after the response has begun")
-	}
-	w.hijacked, w.gaveReader = true, true
+	w.gaveReader = true
+	w.mu.Unlock()
 	// Serve's deadlines are for the request, not for what the handler
 	// does with the connection; net/http clears its own here too.
 	_ = w.nc.SetDeadline(time.Time{})
@@ -347,20 +347,56 @@ func (w *serveResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // read behind the request and a buffer for the response, all of which
 // Accept is done with before the handler returns and Serve reuses them.
 func (w *serveResponse) takeOver() (nc net.Conn, buffered, resp []byte, err error) {
-	if w.hijacked {
-		return nil, nil, nil, http.ErrHijacked
+	if err := w.take(); err != nil {
+		return nil, nil, nil, err
 	}
-	if w.wroteHead {
-		return nil, nil, nil, errors.New("the response has begun")
+	defer w.mu.Unlock()
+	if n := w.br.Buffered(); n > 0 {
+		// Copied, as the reader goes back to the pool when the handler
+		// returns, which may be before Accept is done.
+		buffered, _ = w.br.Peek(n)
+		buffered = append([]byte(nil), buffered...)
+	}
+	return w.nc, buffered, w.scratch[:0], nil
+}
+
+// errHandlerReturned refuses to take the connection of a request whose
+// handler has returned: Serve has answered it and closed it.
+var errHandlerReturned = errors.New("websocket: the connection is gone: the handler has returned")
+
+// take marks the connection taken, if it can be, and returns with w.mu
+// held; otherwise it says why not.
+func (w *serveResponse) take() error {
+	w.mu.Lock()
+	var err error
+	switch {
+	case w.ended:
+		err = errHandlerReturned
+	case w.hijacked:
+		err = http.ErrHijacked
+	case w.wrote:
+		err = errors.New("websocket: the response has begun")
+	}
+	if err != nil {
+		w.mu.Unlock()
+		return err
 	}
 	w.hijacked = true
-	buffered, _ = w.br.Peek(w.br.Buffered())
-	return w.nc, buffered, w.scratch[:0], nil
+	return nil
+}
+
+// end records that the handler has returned and reports whether the
+// connection was taken, and whether Serve can reuse the reader.
+func (w *serveResponse) end() (hijacked, reuseReader bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.ended = true
+	return w.hijacked, !w.gaveReader
 }
 
 // finish completes the response when the handler returns.
 func (w *serveResponse) finish() {
-	if !w.wroteHead {
+	if !w.wrote {
 		w.writeHead(nil, 0)
 	}
 }
@@ -368,7 +404,7 @@ func (w *serveResponse) finish() {
 // writeHead writes the status line and header fields, with first, the
 // beginning of the body, for sniffing its type.
 func (w *serveResponse) writeHead(first []byte, contentLength int) {
-	w.wroteHead = true
+	w.wrote = true
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}

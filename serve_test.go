@@ -1856,3 +1856,80 @@ func SelfSignedCert(t *testing.T, name string) (tls.Certificate, *x509.CertPool)
 	pool.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, pool
 }
+
+// A handler that (wrongly) keeps its ResponseWriter past its return can
+// neither write to nor take over the connection of a later request: Serve
+// pools only what the handler never holds.
+func TestServeWriterKeptPastReturn(t *testing.T) {
+	kept := make(chan http.ResponseWriter, 1)
+	addr := startServe(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case kept <- w:
+		default:
+		}
+		io.WriteString(w, "first")
+	}))
+	if s := exchange(t, addr, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", true); s.body != "first" {
+		t.Fatalf("first response %q", s.body)
+	}
+	old := receive(t, kept, "the first handler's writer")
+	if _, err := old.Write([]byte("late")); err == nil {
+		t.Error("a write after the handler returned succeeded")
+	}
+	if _, _, err := http.NewResponseController(old).Hijack(); err == nil {
+		t.Error("Hijack after the handler returned succeeded")
+	}
+	r, _ := http.ReadRequest(bufio.NewReader(strings.NewReader(upgradeRequest)))
+	if _, err := Accept(old, r, nil); err == nil {
+		t.Error("Accept after the handler returned succeeded")
+	}
+	for i := 0; i < 20; i++ {
+		if s := exchange(t, addr, "GET / HTTP/1.1\r\nHost: a.test\r\n\r\n", true); s.body != "first" {
+			t.Fatalf("response %d: %q; a late write reached it", i, s.body)
+		}
+	}
+}
+
+// A handler that returns while another goroutine of its runs Accept gets a
+// working connection, the bytes sent behind the request included, or a
+// refused Accept; never a connection that shares the reader with the next
+// request's.
+func TestServeAcceptAfterReturn(t *testing.T) {
+	ended := make(chan error, 64)
+	var requests atomic.Int32
+	addr := startServe(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		go func() {
+			c, err := Accept(w, r, nil)
+			if err != nil {
+				ended <- err
+				return
+			}
+			serveEcho(c, ended)
+		}()
+		// Give the goroutine a head start of 0 to 300 µs: it wins the
+		// race to the connection some of the time.
+		time.Sleep(time.Duration(requests.Add(1)%4) * 100 * time.Microsecond)
+	}))
+	upgraded := 0
+	for i := 0; i < 50; i++ {
+		nc := dialRaw(t, addr)
+		payload := []byte(fmt.Sprintf("pipelined %d", i))
+		if _, err := nc.Write(append([]byte(upgradeRequest), serveFrame(OpText, payload)...)); err != nil {
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(nc)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("connection %d: %v", i, err)
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			upgraded++
+			if _, p := readServerFrame(t, br); !bytes.Equal(p, payload) {
+				t.Fatalf("connection %d echoed %q, want %q", i, p, payload)
+			}
+		}
+		nc.Close()
+		receive(t, ended, "the end of the server's side")
+	}
+	t.Logf("%d of 50 connections upgraded before their handler returned", upgraded)
+}
