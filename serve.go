@@ -343,9 +343,9 @@ func (w *serveResponse) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return w.nc, bufio.NewReadWriter(w.br, bufio.NewWriter(w.nc)), nil
 }
 
-// takeOver is [Accept]'s Hijack: it hands over the connection, the bytes
-// read behind the request and a buffer for the response, all of which
-// Accept is done with before the handler returns and Serve reuses them.
+// takeOver is [Accept]'s Hijack: it hands over the connection, a copy of
+// the bytes read behind the request, and w's own buffer to build the
+// response in.
 func (w *serveResponse) takeOver() (nc net.Conn, buffered, resp []byte, err error) {
 	if err := w.take(); err != nil {
 		return nil, nil, nil, err
