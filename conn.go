@@ -829,38 +829,33 @@ func (c *Conn) sendFrame(h Header, payload, wire []byte) (int, error) {
 
 // writeFrameTo puts the frame on the wire and returns how many bytes it
 // wrote. Small frames are copied behind their header into one pooled buffer
-// and written with one call; a large server frame goes out with its payload
-// in place (writev); a large client frame is masked chunk by chunk through
-// the pooled buffer, since the caller's payload must not be modified.
+// and written with one call. A large server frame goes out with its payload
+// in place (writev) unless the kernel would copy it slowly from there; a
+// large client frame must be masked, which the caller's payload must not
+// be. Both of those are staged (stage.go).
 func (c *Conn) writeFrameTo(h Header, payload []byte) (int, error) {
 	bp := writeBuffers.Get().(*[]byte)
 	defer writeBuffers.Put(bp)
 	buf := AppendHeader((*bp)[:0], h)
-	if !h.Masked {
-		if len(buf)+len(payload) <= cap(buf) {
-			return c.nc.Write(append(buf, payload...))
-		}
-		c.iov = [2][]byte{buf, payload}
-		c.iovBufs = c.iov[:]
-		n, err := c.iovBufs.WriteTo(c.nc)
-		c.iov = [2][]byte{}
-		return int(n), err
-	}
-	key := leUint32(h.MaskKey)
-	written := 0
-	for {
-		k := min(len(payload), cap(buf)-len(buf))
+	fits := len(buf)+len(payload) <= cap(buf)
+	switch {
+	case h.Masked && fits:
 		start := len(buf)
-		buf = append(buf, payload[:k]...)
-		key = maskWords(buf[start:], key)
-		payload = payload[k:]
-		n, err := c.nc.Write(buf)
-		written += n
-		if err != nil || len(payload) == 0 {
-			return written, err
-		}
-		buf = buf[:0]
+		buf = append(buf, payload...)
+		maskWords(buf[start:], leUint32(h.MaskKey))
+		return c.nc.Write(buf)
+	case fits:
+		return c.nc.Write(append(buf, payload...))
+	case h.Masked:
+		return c.writeStaged(buf, payload, true, leUint32(h.MaskKey))
+	case stageSlowWrites && c.in.raw != nil && slowInPlace(len(buf), payload):
+		return c.writeStaged(buf, payload, false, 0)
 	}
+	c.iov = [2][]byte{buf, payload}
+	c.iovBufs = c.iov[:]
+	n, err := c.iovBufs.WriteTo(c.nc)
+	c.iov = [2][]byte{}
+	return int(n), err
 }
 
 // writeBufferSize is the size of the pooled buffers that frames are

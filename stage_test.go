@@ -1,0 +1,188 @@
+package websocket
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+	"unsafe"
+)
+
+// pageAligned returns n bytes starting on a 4 KiB boundary.
+func pageAligned(n int) []byte {
+	b := make([]byte, n+4096)
+	skip := (4096 - int(uintptr(unsafe.Pointer(unsafe.SliceData(b))))&4095) & 4095
+	return b[skip : skip+n]
+}
+
+// TestSlowInPlace pins down when a server stages a large frame: on amd64,
+// when the kernel would copy the payload to within 63 bytes past where it
+// lies, modulo the page size, for a header that starts a page of the
+// socket's buffer or any of the next 63 bytes.
+func TestSlowInPlace(t *testing.T) {
+	page := pageAligned(8192)
+	cases := []struct {
+		header, offset int
+		slow           bool
+	}{
+		{10, 0, true},     // a page-aligned payload behind a 64-bit length
+		{4, 0, true},      // behind a 16-bit length
+		{4, 4096, true},   // the next page
+		{10, 4095, true},  // 11 bytes apart across the page
+		{10, 10, true},    // in line with a header at the page's start, 1 byte apart past it
+		{10, 73, true},    // 63 bytes apart for a header 63 bytes in
+		{10, 74, false},   // 64 bytes apart
+		{10, 2048, false}, // half a page
+		{10, 4000, false},
+	}
+	for _, tc := range cases {
+		want := tc.slow && runtime.GOARCH == "amd64"
+		if got := slowInPlace(tc.header, page[tc.offset:]); got != want {
+			t.Errorf("header %d, payload at page offset %d: slowInPlace = %v, want %v", tc.header, tc.offset, got, want)
+		}
+	}
+}
+
+// TestWriteStagedFrames writes frames of sizes around the staging area's
+// chunks and its 1 MiB per system call, from payloads that are staged and
+// ones written in place, and reads them off the wire with the frame codec:
+// each must arrive as one frame, byte for byte, masked from its key when a
+// client sent it (RFC 6455 §5.2, §5.3).
+func TestWriteStagedFrames(t *testing.T) {
+	sizes := []int{
+		writeBufferSize - 10, writeBufferSize + 1,
+		stageChunkSize - 10, stageChunkSize, stageChunkSize + 1,
+		stageChunks*stageChunkSize - 10, stageChunks*stageChunkSize + 1,
+		2*stageChunks*stageChunkSize + 12345,
+	}
+	src := pageAligned(3<<20 + 4096)
+	for i := range src {
+		src[i] = byte(i*7 + i>>11)
+	}
+	for _, server := range []bool{true, false} {
+		for _, size := range sizes {
+			for _, offset := range []int{0, 10, 4} {
+				name := fmt.Sprintf("server=%v/%d/offset%d", server, size, offset)
+				t.Run(name, func(t *testing.T) {
+					payload := src[offset : offset+size]
+					a, b := tcpPair(t)
+					defer b.Close()
+					c := newConn(a, server, nil, "", extensions{})
+					defer c.CloseNow()
+					done := make(chan error, 1)
+					go func() { done <- c.Write(context.Background(), MessageBinary, payload) }()
+
+					_ = b.SetReadDeadline(time.Now().Add(10 * time.Second))
+					r := bufio.NewReader(b)
+					h, err := ReadHeader(r)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !h.Fin || h.Opcode != OpBinary || h.Length != int64(size) || h.Masked == server {
+						t.Fatalf("header %+v: want one final binary frame of %d bytes, masked only from a client", h, size)
+					}
+					got := make([]byte, size)
+					if _, err := io.ReadFull(r, got); err != nil {
+						t.Fatal(err)
+					}
+					if h.Masked {
+						Mask(got, h.MaskKey)
+					}
+					if !bytes.Equal(got, payload) {
+						t.Fatalf("payload differs from byte %d", firstDifference(got, payload))
+					}
+					if err := <-done; err != nil {
+						t.Fatal(err)
+					}
+					if r.Buffered() != 0 {
+						t.Fatalf("%d bytes after the frame", r.Buffered())
+					}
+				})
+			}
+		}
+	}
+}
+
+func firstDifference(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
+
+// TestWriteStagedTimeout: a staged frame that the peer stops reading fails
+// at the write deadline with the connection closed, since part of the frame
+// is on the wire, and the next write says so.
+func TestWriteStagedTimeout(t *testing.T) {
+	for _, server := range []bool{true, false} {
+		t.Run(fmt.Sprint("server=", server), func(t *testing.T) {
+			a, b := tcpPair(t)
+			defer b.Close() // never read
+			c := newConn(a, server, nil, "", extensions{})
+			defer c.CloseNow()
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			err := c.Write(ctx, MessageBinary, pageAligned(32<<20))
+			if !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("Write = %v, want a deadline error", err)
+			}
+			if err := c.Write(context.Background(), MessageText, []byte("after")); err == nil {
+				t.Fatal("a write after a frame cut short succeeded")
+			}
+		})
+	}
+}
+
+// BenchmarkWriteLarge measures a server answering with large messages over
+// loopback, each read whole and acknowledged before the next, from a
+// page-aligned buffer: "staged" as Write sends it, "in-place" with its
+// payload written where it lies, as Write did before staging.
+func BenchmarkWriteLarge(b *testing.B) {
+	for _, n := range []int{64 << 10, 1 << 20} {
+		for _, mode := range []string{"staged", "in-place"} {
+			b.Run(fmt.Sprintf("%d/%s", n, mode), func(b *testing.B) {
+				server, client := pipePair(b, extensions{}, extensions{})
+				client.SetReadLimit(int64(n))
+				payload := pageAligned(n)
+				if mode == "in-place" {
+					stageSlowWrites = false
+					defer func() { stageSlowWrites = true }()
+				}
+				ctx := context.Background()
+				go func() {
+					buf := make([]byte, n)
+					for {
+						_, r, err := client.Reader(ctx)
+						if err != nil {
+							return
+						}
+						if _, err := io.ReadFull(r, buf); err != nil {
+							return
+						}
+						if client.Write(ctx, MessageBinary, buf[:1]) != nil {
+							return
+						}
+					}
+				}()
+				b.SetBytes(int64(n))
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					if err := server.Write(ctx, MessageBinary, payload); err != nil {
+						b.Fatal(err)
+					}
+					if _, _, err := server.Read(ctx); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
