@@ -58,7 +58,7 @@ func (pm *PreparedMessage) form(compressed bool, level int) (*preparedForm, erro
 		}
 	}
 	h := Header{Fin: true, Rsv1: compressed, Opcode: Opcode(pm.typ), Length: int64(len(f.payload))}
-	f.wire = append(AppendHeader(make([]byte, 0, MaxHeaderLen+len(f.payload)), h), f.payload...)
+	f.wire = append(AppendHeader(newWire(MaxHeaderLen+len(f.payload)), h), f.payload...)
 	pm.forms = append(pm.forms, f)
 	return &pm.forms[len(pm.forms)-1], nil
 }

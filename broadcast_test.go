@@ -3,6 +3,7 @@ package websocket_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/http"
 	"sync"
 	"testing"
@@ -12,8 +13,15 @@ import (
 )
 
 // A prepared message reaches server and client connections alike, with and
-// without compression, framed once per kind of connection.
+// without compression, framed once per kind of connection, small and larger
+// than a write buffer.
 func TestPreparedMessage(t *testing.T) {
+	for _, repeat := range []int{100, 20000} {
+		t.Run(fmt.Sprint(repeat*11, " bytes"), func(t *testing.T) { testPreparedMessage(t, repeat) })
+	}
+}
+
+func testPreparedMessage(t *testing.T, repeat int) {
 	comps := []*websocket.CompressionOptions{nil, {}, {Level: 9}, {ContextTakeover: true}}
 	var mu sync.Mutex
 	var serverConns []*websocket.Conn
@@ -39,7 +47,7 @@ func TestPreparedMessage(t *testing.T) {
 		clients = append(clients, c)
 		<-ready
 	}
-	msg := bytes.Repeat([]byte("tick 42.17 "), 100)
+	msg := bytes.Repeat([]byte("tick 42.17 "), repeat)
 	pm := websocket.NewPreparedMessage(websocket.MessageText, msg)
 	for _, sc := range serverConns {
 		defer sc.CloseNow()

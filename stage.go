@@ -86,6 +86,27 @@ func (c *Conn) writeStaged(head, payload []byte, masked bool, key uint32) (int, 
 	}
 }
 
+// newWire returns an empty slice of capacity n for a frame that is written
+// whole, as a prepared message is. A large one starts mid-page, as a staged
+// frame does, rather than on the page boundary where make puts it.
+func newWire(n int) []byte {
+	if n <= writeBufferSize {
+		return make([]byte, 0, n)
+	}
+	b := make([]byte, n+pageSize)
+	skip := (stageOffset - pageOffset(b)) & (pageSize - 1)
+	return b[skip : skip : skip+n]
+}
+
+// pageSize is the granularity of the kernel's copy that matters here; on
+// x86-64, where it matters, pages are 4 KiB.
+const pageSize = 4096
+
+// pageOffset returns where p starts within its page.
+func pageOffset(p []byte) int {
+	return int(uintptr(unsafe.Pointer(unsafe.SliceData(p)))) & (pageSize - 1)
+}
+
 // slowInPlace reports whether the kernel would likely copy payload slowly,
 // written in place behind a header of headerLen bytes: whether a header
 // that starts a page of the socket's buffer, or any of the 63 bytes after,
@@ -95,6 +116,6 @@ func slowInPlace(headerLen int, payload []byte) bool {
 	if runtime.GOARCH != "amd64" {
 		return false
 	}
-	distance := (headerLen - int(uintptr(unsafe.Pointer(unsafe.SliceData(payload))))) & 4095
-	return distance < 64 || distance > 4096-64
+	distance := (headerLen - pageOffset(payload)) & (pageSize - 1)
+	return distance < 64 || distance > pageSize-64
 }

@@ -11,13 +11,12 @@ import (
 	"runtime"
 	"testing"
 	"time"
-	"unsafe"
 )
 
 // pageAligned returns n bytes starting on a 4 KiB boundary.
 func pageAligned(n int) []byte {
-	b := make([]byte, n+4096)
-	skip := (4096 - int(uintptr(unsafe.Pointer(unsafe.SliceData(b))))&4095) & 4095
+	b := make([]byte, n+pageSize)
+	skip := (pageSize - pageOffset(b)) & (pageSize - 1)
 	return b[skip : skip+n]
 }
 
@@ -45,6 +44,20 @@ func TestSlowInPlace(t *testing.T) {
 		want := tc.slow && runtime.GOARCH == "amd64"
 		if got := slowInPlace(tc.header, page[tc.offset:]); got != want {
 			t.Errorf("header %d, payload at page offset %d: slowInPlace = %v, want %v", tc.header, tc.offset, got, want)
+		}
+	}
+}
+
+// A prepared message's frame, written whole, starts mid-page like a staged
+// one once it is larger than a write buffer.
+func TestNewWire(t *testing.T) {
+	for _, n := range []int{100, writeBufferSize, 18000, 20000, 200000} {
+		w := newWire(n)
+		if len(w) != 0 || cap(w) != n {
+			t.Fatalf("newWire(%d): len %d, cap %d", n, len(w), cap(w))
+		}
+		if n > writeBufferSize && pageOffset(w) != stageOffset {
+			t.Errorf("newWire(%d) starts at page offset %d, want %d", n, pageOffset(w), stageOffset)
 		}
 	}
 }
