@@ -185,13 +185,16 @@ func BenchmarkWriteLarge(b *testing.B) {
 						}
 					}
 				}()
+				var ack [1]byte
 				b.SetBytes(int64(n))
 				b.ReportAllocs()
 				for i := 0; i < b.N; i++ {
 					if err := server.Write(ctx, MessageBinary, payload); err != nil {
 						b.Fatal(err)
 					}
-					if _, _, err := server.Read(ctx); err != nil {
+					if _, r, err := server.Reader(ctx); err != nil {
+						b.Fatal(err)
+					} else if _, err := io.ReadFull(r, ack[:]); err != nil {
 						b.Fatal(err)
 					}
 				}
