@@ -4,9 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"runtime"
 	"testing"
@@ -83,42 +85,65 @@ func TestWriteStagedFrames(t *testing.T) {
 			for _, offset := range []int{0, 10, 4} {
 				name := fmt.Sprintf("server=%v/%d/offset%d", server, size, offset)
 				t.Run(name, func(t *testing.T) {
-					payload := src[offset : offset+size]
 					a, b := tcpPair(t)
-					defer b.Close()
-					c := newConn(a, server, nil, "", extensions{})
-					defer c.CloseNow()
-					done := make(chan error, 1)
-					go func() { done <- c.Write(context.Background(), MessageBinary, payload) }()
-
-					_ = b.SetReadDeadline(time.Now().Add(10 * time.Second))
-					r := bufio.NewReader(b)
-					h, err := ReadHeader(r)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if !h.Fin || h.Opcode != OpBinary || h.Length != int64(size) || h.Masked == server {
-						t.Fatalf("header %+v: want one final binary frame of %d bytes, masked only from a client", h, size)
-					}
-					got := make([]byte, size)
-					if _, err := io.ReadFull(r, got); err != nil {
-						t.Fatal(err)
-					}
-					if h.Masked {
-						Mask(got, h.MaskKey)
-					}
-					if !bytes.Equal(got, payload) {
-						t.Fatalf("payload differs from byte %d", firstDifference(got, payload))
-					}
-					if err := <-done; err != nil {
-						t.Fatal(err)
-					}
-					if r.Buffered() != 0 {
-						t.Fatalf("%d bytes after the frame", r.Buffered())
-					}
+					checkStagedFrame(t, server, a, b, src[offset:offset+size])
 				})
 			}
 		}
+	}
+	// Over TLS the socket is not the Conn's to write to directly: a
+	// server frame goes out in place through tls.Conn, a client's staged
+	// one chunk by chunk.
+	cert, pool := SelfSignedCert(t, "duplex staging test")
+	for _, server := range []bool{true, false} {
+		size := 2*stageChunks*stageChunkSize + 12345
+		t.Run(fmt.Sprintf("tls/server=%v/%d", server, size), func(t *testing.T) {
+			a, b := tcpPair(t)
+			ta := tls.Server(a, &tls.Config{Certificates: []tls.Certificate{cert}})
+			tb := tls.Client(b, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+			if server {
+				checkStagedFrame(t, server, ta, tb, src[:size])
+			} else {
+				checkStagedFrame(t, server, tb, ta, src[:size])
+			}
+		})
+	}
+}
+
+// checkStagedFrame writes payload as one binary message from a Conn on a,
+// server or client, and reads it off b with the frame codec.
+func checkStagedFrame(t *testing.T, server bool, a, b net.Conn, payload []byte) {
+	t.Helper()
+	defer b.Close()
+	c := newConn(a, server, nil, "", extensions{})
+	defer c.CloseNow()
+	done := make(chan error, 1)
+	go func() { done <- c.Write(context.Background(), MessageBinary, payload) }()
+
+	_ = b.SetReadDeadline(time.Now().Add(10 * time.Second))
+	r := bufio.NewReader(b)
+	h, err := ReadHeader(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !h.Fin || h.Opcode != OpBinary || h.Length != int64(len(payload)) || h.Masked == server {
+		t.Fatalf("header %+v: want one final binary frame of %d bytes, masked only from a client", h, len(payload))
+	}
+	got := make([]byte, len(payload))
+	if _, err := io.ReadFull(r, got); err != nil {
+		t.Fatal(err)
+	}
+	if h.Masked {
+		Mask(got, h.MaskKey)
+	}
+	if !bytes.Equal(got, payload) {
+		t.Fatalf("payload differs from byte %d", firstDifference(got, payload))
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r.Buffered() != 0 {
+		t.Fatalf("%d bytes after the frame", r.Buffered())
 	}
 }
 
