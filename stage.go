@@ -9,8 +9,8 @@ import (
 
 // This file holds how a frame too large for the pooled write buffer reaches
 // the kernel when it is not written in place: copied, behind its header,
-// into a staging area of page-aligned chunks and written with one system
-// call per mebibyte.
+// into a staging area of 64 KiB chunks (whole pages, as Go allocates objects
+// that large) and written with one system call per mebibyte on a socket.
 //
 // A client must stage: its payload is masked, and the caller's bytes must
 // not change. A server stages only where writing in place would likely be
