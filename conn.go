@@ -322,8 +322,10 @@ func (c *Conn) teardown() {
 }
 
 // Read reads the next data message whole and returns its type and payload
-// in a newly allocated slice. See [Conn.Reader] for what happens to
-// control frames on the way.
+// in a newly allocated slice of the message's size, which is Read's only
+// allocation. Memory grows as the message arrives, not by the length the
+// peer announces. See [Conn.Reader] for what happens to control frames on
+// the way.
 func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 	if err := c.readLock.lock(ctx, nil); err != nil {
 		return 0, nil, err
@@ -335,27 +337,11 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	// Grow the buffer as the data arrives rather than by the length a peer
-	// claims: the read limit bounds the claim, but many connections
-	// claiming the limit and sending nothing must not cost that much.
-	size := int64(512)
-	if !c.rd.compressed {
-		size = min(max(c.rd.frameLeft, 1), 64<<10)
+	p, err := c.readWhole(ctx)
+	if err != nil {
+		return 0, nil, err
 	}
-	buf := make([]byte, 0, size)
-	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
-		}
-		n, err := c.reader.read(ctx, buf[len(buf):cap(buf)])
-		buf = buf[:len(buf)+n]
-		if err == io.EOF {
-			return typ, buf, nil
-		}
-		if err != nil {
-			return 0, nil, err
-		}
-	}
+	return typ, p, nil
 }
 
 // Reader waits for the next data message and returns its type and a reader
