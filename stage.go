@@ -26,7 +26,7 @@ import (
 //
 // Measured on an AMD EPYC, echoing 1 MiB messages on one connection over
 // loopback: the kernel's copy took half of the server's CPU time in place
-// and a tenth staged, for 1.6× the throughput. BenchmarkWriteLarge shows
+// and a tenth staged, for about 1.5× the throughput. BenchmarkWriteLarge shows
 // 1.4× for 1 MiB answers. Where the fragment's offset is random (many busy
 // connections on a thread) staging costs a copy and gains little: 64 KiB
 // messages on 16 pipelined connections came out even.
