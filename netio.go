@@ -33,6 +33,15 @@ var readBuffers = sync.Pool{New: func() any {
 	return &b
 }}
 
+// chunkSize is the size of the pooled chunks that a large frame is staged
+// in for writing (stage.go) and that Read gathers a large message in
+// (readwhole.go). Go gives objects this large whole pages of their own.
+const chunkSize = 64 << 10
+
+type chunk = [chunkSize]byte
+
+var chunks = sync.Pool{New: func() any { return new(chunk) }}
+
 // readBuffer is a bufio.Reader that can shrink: it reads into a small array
 // inside the Conn and borrows a large buffer from a pool only while data
 // arrives faster than the small one holds.

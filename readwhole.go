@@ -3,7 +3,6 @@ package websocket
 import (
 	"context"
 	"io"
-	"sync"
 )
 
 // This file holds how Conn.Read gathers a message whole: with one
@@ -20,11 +19,6 @@ import (
 // wholeDirectMax is the largest claimed length Read allocates up front.
 const wholeDirectMax = 64 << 10
 
-// wholeChunkSize is the size of the chunks a larger message is gathered in.
-const wholeChunkSize = 64 << 10
-
-var wholeChunks = sync.Pool{New: func() any { return new([wholeChunkSize]byte) }}
-
 // readWhole reads the rest of the current message and returns its payload.
 // The caller holds the read lock and has begun the message.
 func (c *Conn) readWhole(ctx context.Context) ([]byte, error) {
@@ -36,17 +30,17 @@ func (c *Conn) readWhole(ctx context.Context) ([]byte, error) {
 		return p, nil
 	}
 	// Up to 64 chunks (4 MiB) without allocating the list.
-	var local [64]*[wholeChunkSize]byte
-	chunks := local[:0]
+	var local [64]*chunk
+	gathered := local[:0]
 	defer func() {
-		for _, ch := range chunks {
-			wholeChunks.Put(ch)
+		for _, ch := range gathered {
+			chunks.Put(ch)
 		}
 	}()
 	total := 0
 	for {
-		ch := wholeChunks.Get().(*[wholeChunkSize]byte)
-		chunks = append(chunks, ch)
+		ch := chunks.Get().(*chunk)
+		gathered = append(gathered, ch)
 		n, err := c.readFill(ctx, ch[:])
 		total += n
 		if err == io.EOF {
@@ -58,7 +52,7 @@ func (c *Conn) readWhole(ctx context.Context) ([]byte, error) {
 	}
 	p := make([]byte, total)
 	at := 0
-	for _, ch := range chunks {
+	for _, ch := range gathered {
 		at += copy(p[at:], ch[:])
 	}
 	return p, nil

@@ -15,7 +15,7 @@ import (
 // chunks it gathers in.
 func TestReadWhole(t *testing.T) {
 	sizes := []int{0, 1, wholeDirectMax - 1, wholeDirectMax, wholeDirectMax + 1,
-		3*wholeChunkSize + 7, 64*wholeChunkSize + 1}
+		3*chunkSize + 7, 64*chunkSize + 1}
 	modes := []struct {
 		name string
 		ext  extensions
@@ -93,8 +93,8 @@ func writeInPieces(ctx context.Context, c *Conn, typ MessageType, msg []byte, st
 func TestReadWholeFailures(t *testing.T) {
 	t.Run("invalid UTF-8 past the first chunk", func(t *testing.T) {
 		server, client := pipePair(t, extensions{}, extensions{})
-		msg := bytes.Repeat([]byte("a"), 3*wholeChunkSize)
-		msg[2*wholeChunkSize+5] = 0xff
+		msg := bytes.Repeat([]byte("a"), 3*chunkSize)
+		msg[2*chunkSize+5] = 0xff
 		go writeInPieces(context.Background(), client, MessageText, msg, true)
 		_, _, err := server.Read(context.Background())
 		if CloseStatus(err) != StatusInvalidFramePayloadData {

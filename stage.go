@@ -9,8 +9,8 @@ import (
 
 // This file holds how a frame too large for the pooled write buffer reaches
 // the kernel when it is not written in place: copied, behind its header,
-// into a staging area of 64 KiB chunks (whole pages, as Go allocates objects
-// that large) and written with one system call per mebibyte on a socket.
+// into a staging area of pooled 64 KiB chunks, which are whole pages, and
+// written with one system call per mebibyte on a socket.
 //
 // A client must stage: its payload is masked, and the caller's bytes must
 // not change. A server stages only where writing in place would likely be
@@ -32,15 +32,13 @@ import (
 // messages on 16 pipelined connections came out even.
 
 const (
-	stageOffset    = 2048 // where the header goes in the first chunk: mid-page
-	stageChunkSize = 64 << 10
-	stageChunks    = 16 // 1 MiB per system call
+	stageOffset = 2048 // where the header goes in the first chunk: mid-page
+	stageChunks = 16   // 1 MiB per system call
 )
 
-// stagingArea is where a large frame is assembled for writev. Its chunks
-// are allocated as a frame first needs them and stay with it in the pool.
+// stagingArea is where a large frame is assembled for writev.
 type stagingArea struct {
-	chunks [stageChunks]*[stageChunkSize]byte
+	chunks [stageChunks]*chunk
 	iov    [stageChunks][]byte
 	bufs   net.Buffers // iov as net.Buffers; a field, so WriteTo's pointer does not escape
 }
@@ -60,9 +58,7 @@ func (c *Conn) writeStaged(head, payload []byte, masked bool, key uint32) (int, 
 	for {
 		n := 0
 		for ; n < stageChunks && len(head)+len(payload) > 0; n++ {
-			if s.chunks[n] == nil {
-				s.chunks[n] = new([stageChunkSize]byte)
-			}
+			s.chunks[n] = chunks.Get().(*chunk)
 			b := s.chunks[n][:0]
 			if len(head) > 0 {
 				b = append(s.chunks[n][stageOffset:stageOffset], head...)
@@ -79,6 +75,10 @@ func (c *Conn) writeStaged(head, payload []byte, masked bool, key uint32) (int, 
 		s.bufs = s.iov[:n]
 		m, err := s.bufs.WriteTo(c.nc)
 		written += int(m)
+		for i := range n {
+			chunks.Put(s.chunks[i])
+			s.chunks[i], s.iov[i] = nil, nil
+		}
 		if err != nil || len(payload) == 0 {
 			s.bufs = nil
 			return written, err

@@ -72,9 +72,9 @@ func TestNewWire(t *testing.T) {
 func TestWriteStagedFrames(t *testing.T) {
 	sizes := []int{
 		writeBufferSize - 10, writeBufferSize + 1,
-		stageChunkSize - 10, stageChunkSize, stageChunkSize + 1,
-		stageChunks*stageChunkSize - 10, stageChunks*stageChunkSize + 1,
-		2*stageChunks*stageChunkSize + 12345,
+		chunkSize - 10, chunkSize, chunkSize + 1,
+		stageChunks*chunkSize - 10, stageChunks*chunkSize + 1,
+		2*stageChunks*chunkSize + 12345,
 	}
 	src := pageAligned(3<<20 + 4096)
 	for i := range src {
@@ -96,7 +96,7 @@ func TestWriteStagedFrames(t *testing.T) {
 	// one chunk by chunk.
 	cert, pool := SelfSignedCert(t, "duplex staging test")
 	for _, server := range []bool{true, false} {
-		size := 2*stageChunks*stageChunkSize + 12345
+		size := 2*stageChunks*chunkSize + 12345
 		t.Run(fmt.Sprintf("tls/server=%v/%d", server, size), func(t *testing.T) {
 			a, b := tcpPair(t)
 			ta := tls.Server(a, &tls.Config{Certificates: []tls.Certificate{cert}})
