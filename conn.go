@@ -837,7 +837,13 @@ func (c *Conn) writeFrameTo(h Header, payload []byte) (int, error) {
 	case stageSlowWrites && c.in.raw != nil && slowInPlace(len(buf), payload):
 		return c.writeStaged(buf, payload, false, 0)
 	}
-	c.iov = [2][]byte{buf, payload}
+	return c.writeInPlace(buf, payload)
+}
+
+// writeInPlace writes head and then payload with one writev where nc
+// is a socket, without copying payload.
+func (c *Conn) writeInPlace(head, payload []byte) (int, error) {
+	c.iov = [2][]byte{head, payload}
 	c.iovBufs = c.iov[:]
 	n, err := c.iovBufs.WriteTo(c.nc)
 	c.iov = [2][]byte{}

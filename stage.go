@@ -1,6 +1,7 @@
 package websocket
 
 import (
+	"math/bits"
 	"net"
 	"runtime"
 	"sync"
@@ -41,6 +42,7 @@ type stagingArea struct {
 	chunks [stageChunks]*chunk
 	iov    [stageChunks][]byte
 	bufs   net.Buffers // iov as net.Buffers; a field, so WriteTo's pointer does not escape
+	sys    stageSys
 }
 
 // stageSlowWrites lets BenchmarkWriteLarge measure the copy in place.
@@ -51,39 +53,78 @@ var stagingAreas = sync.Pool{New: func() any { return new(stagingArea) }}
 // writeStaged writes a frame whose encoded header is head, copying payload
 // behind it into a staging area and masking the copy from key if masked.
 // It returns how many bytes reached the net.Conn.
+//
+// The copy is worth making only while the kernel takes it at once: a
+// staged write that waited for a slow peer would hold its chunks all the
+// while. So where the socket is the Conn's own, up to 1 MiB is offered
+// without waiting, and once the kernel takes less, a server's frame goes on
+// in place and a client's, which must be masked, 64 KiB at a time. Over
+// anything else (TLS, say) every write may wait, and takes 64 KiB.
 func (c *Conn) writeStaged(head, payload []byte, masked bool, key uint32) (int, error) {
 	s := stagingAreas.Get().(*stagingArea)
 	defer stagingAreas.Put(s)
+	now := canWriteNow && c.in.raw != nil
 	written := 0
-	for {
-		n := 0
-		for ; n < stageChunks && len(head)+len(payload) > 0; n++ {
-			s.chunks[n] = chunks.Get().(*chunk)
-			b := s.chunks[n][:0]
-			if len(head) > 0 {
-				b = append(s.chunks[n][stageOffset:stageOffset], head...)
-			}
-			head = nil
-			k := min(len(payload), cap(b)-len(b))
-			b = append(b, payload[:k]...)
-			if masked {
-				key = maskWords(b[len(b)-k:], key)
-			}
-			payload = payload[k:]
-			s.iov[n] = b
+	for len(head)+len(payload) > 0 {
+		limit := 1
+		if now {
+			limit = stageChunks
 		}
-		s.bufs = s.iov[:n]
-		m, err := s.bufs.WriteTo(c.nc)
-		written += int(m)
+		n, staged := s.fill(head, payload, masked, key, limit)
+		var m int
+		var err error
+		if now {
+			m, err = s.writeNow(c.in.raw, s.iov[:n])
+		} else {
+			s.bufs = s.iov[:n]
+			var m64 int64
+			m64, err = s.bufs.WriteTo(c.nc)
+			m, s.bufs = int(m64), nil
+		}
 		for i := range n {
 			chunks.Put(s.chunks[i])
 			s.chunks[i], s.iov[i] = nil, nil
 		}
-		if err != nil || len(payload) == 0 {
-			s.bufs = nil
+		written += m
+		if err != nil {
 			return written, err
 		}
+		fromHead := min(m, len(head))
+		head, payload = head[fromHead:], payload[m-fromHead:]
+		key = bits.RotateLeft32(key, -8*((m-fromHead)%4))
+		if m < staged {
+			// The peer reads slower than we write.
+			now = false
+			if !masked {
+				m, err := c.writeInPlace(head, payload)
+				return written + m, err
+			}
+		}
 	}
+	return written, nil
+}
+
+// fill copies head and then payload into up to limit chunks, masking the
+// payload from key if masked, and returns how many chunks and bytes it
+// filled. A header starts the first chunk mid-page.
+func (s *stagingArea) fill(head, payload []byte, masked bool, key uint32, limit int) (n, staged int) {
+	for ; n < limit && len(head)+len(payload) > 0; n++ {
+		s.chunks[n] = chunks.Get().(*chunk)
+		b := s.chunks[n][:0]
+		if len(head) > 0 {
+			b = append(s.chunks[n][stageOffset:stageOffset], head...)
+		}
+		head = nil
+		k := min(len(payload), cap(b)-len(b))
+		b = append(b, payload[:k]...)
+		if masked {
+			key = maskWords(b[len(b)-k:], key)
+		}
+		payload = payload[k:]
+		s.iov[n] = b
+		staged += len(b)
+	}
+	return n, staged
 }
 
 // newWire returns an empty slice of capacity n for a frame that is written
@@ -113,7 +154,7 @@ func pageOffset(p []byte) int {
 // puts the payload's destination 1 to 63 bytes past it (see the top of this
 // file).
 func slowInPlace(headerLen int, payload []byte) bool {
-	if runtime.GOARCH != "amd64" {
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" || !canWriteNow {
 		return false
 	}
 	distance := (headerLen - pageOffset(payload)) & (pageSize - 1)

@@ -76,7 +76,7 @@ func TestWriteStagedFrames(t *testing.T) {
 		stageChunks*chunkSize - 10, stageChunks*chunkSize + 1,
 		2*stageChunks*chunkSize + 12345,
 	}
-	src := pageAligned(3<<20 + 4096)
+	src := pageAligned(4<<20 + 8192)
 	for i := range src {
 		src[i] = byte(i*7 + i>>11)
 	}
@@ -90,6 +90,20 @@ func TestWriteStagedFrames(t *testing.T) {
 				})
 			}
 		}
+	}
+	// A peer that starts reading late fills the socket's buffers, so the
+	// kernel takes part of a round and the rest goes out in place or, from
+	// a client, re-staged from wherever the kernel stopped: mid-word of the
+	// masking key, as likely as not.
+	for _, server := range []bool{true, false} {
+		size := 3*stageChunks*chunkSize + 4097
+		t.Run(fmt.Sprintf("late reader/server=%v/%d", server, size), func(t *testing.T) {
+			a, b := tcpPair(t)
+			// Small buffers, which the kernel does not grow.
+			_ = a.(*net.TCPConn).SetWriteBuffer(64 << 10)
+			_ = b.(*net.TCPConn).SetReadBuffer(64 << 10)
+			checkStagedFrameAfter(t, server, a, b, src[:size], 200*time.Millisecond)
+		})
 	}
 	// Over TLS the socket is not the Conn's to write to directly: a
 	// server frame goes out in place through tls.Conn, a client's staged
@@ -114,11 +128,19 @@ func TestWriteStagedFrames(t *testing.T) {
 // server or client, and reads it off b with the frame codec.
 func checkStagedFrame(t *testing.T, server bool, a, b net.Conn, payload []byte) {
 	t.Helper()
+	checkStagedFrameAfter(t, server, a, b, payload, 0)
+}
+
+// checkStagedFrameAfter is checkStagedFrame with the reading begun after a
+// delay.
+func checkStagedFrameAfter(t *testing.T, server bool, a, b net.Conn, payload []byte, delay time.Duration) {
+	t.Helper()
 	defer b.Close()
 	c := newConn(a, server, nil, "", extensions{})
 	defer c.CloseNow()
 	done := make(chan error, 1)
 	go func() { done <- c.Write(context.Background(), MessageBinary, payload) }()
+	time.Sleep(delay)
 
 	_ = b.SetReadDeadline(time.Now().Add(10 * time.Second))
 	r := bufio.NewReader(b)
