@@ -1619,11 +1619,13 @@ func TestServeTLS(t *testing.T) {
 }
 
 // The request a handler gets: RemoteAddr the client's address, Host the
-// Host field, a context nothing cancels, no TLS, and a body of any size.
+// Host field, a context cancelled when the handler returns, no TLS, and a
+// body of any size.
 func TestServeRequestFields(t *testing.T) {
 	type seen struct {
 		remote, host, uri, proto string
 		ctx                      context.Context
+		ctxErr                   error // while the handler runs
 		tls                      bool
 		body                     int
 		err                      error
@@ -1631,7 +1633,7 @@ func TestServeRequestFields(t *testing.T) {
 	seenc := make(chan seen, 1)
 	addr := startServe(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, err := io.Copy(io.Discard, r.Body)
-		seenc <- seen{r.RemoteAddr, r.Host, r.RequestURI, r.Proto, r.Context(), r.TLS != nil, int(n), err}
+		seenc <- seen{r.RemoteAddr, r.Host, r.RequestURI, r.Proto, r.Context(), r.Context().Err(), r.TLS != nil, int(n), err}
 		io.WriteString(w, "seen")
 	}))
 	big := strings.Repeat("0123456789abcdef", 200<<10/16)
@@ -1661,12 +1663,56 @@ func TestServeRequestFields(t *testing.T) {
 			if got.body != tc.body || got.err != nil {
 				t.Errorf("body of %d bytes, %v; want %d", got.body, got.err, tc.body)
 			}
-			// The handler has returned and the connection is closed:
-			// the context lives on.
-			if got.ctx.Done() != nil || got.ctx.Err() != nil {
-				t.Errorf("the request's context has Done %v, Err %v; want context.Background's", got.ctx.Done(), got.ctx.Err())
+			// The response is complete, so the handler has returned.
+			if got.ctxErr != nil {
+				t.Errorf("the request's context was done while the handler ran: %v", got.ctxErr)
+			}
+			select {
+			case <-got.ctx.Done():
+				if err := got.ctx.Err(); err != context.Canceled {
+					t.Errorf("the request's context ended with %v, want %v", err, context.Canceled)
+				}
+			case <-time.After(serveWait):
+				t.Errorf("the request's context is not done %v after the handler returned", serveWait)
 			}
 		})
+	}
+}
+
+// A handler that upgrades and returns ends its request's context, as
+// net/http's does, but not the connection: work it started with the
+// context stops, and the Conn carries on.
+func TestServeContextEndsWithHandler(t *testing.T) {
+	addr := startServe(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := Accept(w, r, nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		go func(ctx context.Context) {
+			defer c.CloseNow()
+			select {
+			case <-ctx.Done():
+			case <-time.After(serveWait):
+			}
+			msg := fmt.Sprintf("context: %v", ctx.Err())
+			_ = c.Write(context.Background(), MessageText, []byte(msg))
+			_, _, _ = c.Read(context.Background()) // until the client closes
+		}(r.Context())
+	}))
+	ctx, cancel := context.WithTimeout(context.Background(), 2*serveWait)
+	defer cancel()
+	c, _, err := Dial(ctx, "ws://"+addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	_, msg, err := c.Read(ctx)
+	if want := "context: " + context.Canceled.Error(); err != nil || string(msg) != want {
+		t.Fatalf("the server said %q, %v; want %q", msg, err, want)
+	}
+	if err := c.Close(StatusNormalClosure, ""); err != nil {
+		t.Errorf("Close: %v", err)
 	}
 }
 
