@@ -865,12 +865,12 @@ var writeBuffers = sync.Pool{New: func() any {
 type messageWriter struct {
 	c        *Conn
 	ctx      context.Context
-	op       Opcode  // of the next frame: the message type, then continuation
 	buf      *[]byte // pooled; the payload of the next frame
-	compress bool
 	fw       *flate.Writer
+	err      error  // the first write that failed; the message cannot go on
+	op       Opcode // of the next frame: the message type, then continuation
+	compress bool
 	closed   bool
-	err      error // the first write that failed; the message cannot go on
 }
 
 func (w *messageWriter) start(ctx context.Context, typ MessageType) {

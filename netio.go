@@ -51,6 +51,8 @@ type readBuffer struct {
 	rawRead func(fd uintptr) bool
 	rawErr  error
 	noWait  bool   // rawRead reports an empty socket instead of waiting
+	front   []byte // where rawRead puts what it reads before buf, if anything
+	frontN  int    // how much it put there
 	buf     []byte // small[:], *big, or nil; the data is buf[r:w]
 	r, w    int
 	big     *[]byte
@@ -164,6 +166,11 @@ func (b *readBuffer) read(p []byte, frameLeft int64) (int, error) {
 	b.waiting()
 	if len(p) >= len(b.buf) && (b.buf != nil || int64(len(p)) >= frameLeft) {
 		// Buffering would only add a copy.
+		if b.raw != nil && int64(len(p)) == frameLeft {
+			// What follows the frame, if it has come, need not wait
+			// for a read of its own.
+			return b.readFrameEnd(p)
+		}
 		return b.src.Read(p)
 	}
 	if frameLeft > int64(len(b.buf)) {
@@ -248,15 +255,17 @@ type deadline struct {
 	nc    net.Conn
 	write bool // the deadline is nc's write deadline, not its read deadline
 
+	// (The small fields are kept together: a Conn has two deadlines,
+	// and padding between them would cost it 32 bytes.)
 	mu      sync.Mutex
+	armed   bool         // an operation is under way
+	closed  bool         // release was called: register nothing more
 	user    atomic.Int64 // from SetReadDeadline or SetWriteDeadline, as unixNano; written under mu
 	applied int64        // what the net.Conn has now, as unixNano
-	armed   bool         // an operation is under way
 
-	done   <-chan struct{} // the Done channel watched, or nil
-	stop   func() bool     // stops watching it
-	watch  uint64          // counts registrations, so a stale one finds out
-	closed bool            // release was called: register nothing more
+	done  <-chan struct{} // the Done channel watched, or nil
+	stop  func() bool     // stops watching it
+	watch uint64          // counts registrations, so a stale one finds out
 }
 
 // init makes d the read or write deadline of nc. (Two method values would

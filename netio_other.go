@@ -14,6 +14,8 @@ const canReadWhenReady = false
 func (b *readBuffer) readWhenReady() error { return errors.ErrUnsupported }
 func (b *readBuffer) readNow() error       { return errors.ErrUnsupported }
 
+func (b *readBuffer) readFrameEnd([]byte) (int, error) { return 0, errors.ErrUnsupported }
+
 // nonblockingWriter is not needed here: without readWhenReady, frames are
 // never held (see coalesce.go).
 func nonblockingWriter(syscall.RawConn) func([]byte) (int, error) { return nil }

@@ -23,27 +23,39 @@ func (b *readBuffer) readWhenReady() error { return b.readRaw(true) }
 // does, and returns errWouldBlock if it has nothing.
 func (b *readBuffer) readNow() error { return b.readRaw(false) }
 
+// readFrameEnd reads into p, which takes the rest of the current frame's
+// payload, and buffers what follows the frame, as readWhenReady does, with
+// one system call where the system allows (see readInto). It returns how
+// many bytes went into p. b must be empty.
+func (b *readBuffer) readFrameEnd(p []byte) (int, error) {
+	b.front = p
+	err := b.readRaw(true)
+	n := b.frontN
+	b.front, b.frontN = nil, 0
+	return n, err
+}
+
 func (b *readBuffer) readRaw(wait bool) error {
 	if b.rawRead == nil {
 		// Made once: a closure made per read would be allocated per read.
 		b.rawRead = func(fd uintptr) bool {
-			buf := readBuffers.Get().(*[]byte)
-			var n int
-			var err error
-			for {
-				n, err = syscall.Read(int(fd), *buf)
-				if err != syscall.EINTR {
-					break
-				}
+			big := b.big
+			if big == nil {
+				big = readBuffers.Get().(*[]byte)
 			}
+			n, err := readInto(fd, b.front, *big)
 			if err == syscall.EAGAIN {
-				// Not readable after all: wait, holding nothing, or
-				// report it.
-				readBuffers.Put(buf)
+				// Not readable after all: wait, holding no buffer
+				// that was not held before, or report it.
+				if b.big == nil {
+					readBuffers.Put(big)
+				}
 				b.rawErr = err
 				return b.noWait
 			}
-			b.big, b.buf, b.r, b.w, b.rawErr = buf, *buf, 0, max(n, 0), err
+			n = max(n, 0)
+			b.frontN = min(n, len(b.front))
+			b.big, b.buf, b.r, b.w, b.rawErr = big, *big, 0, n-b.frontN, err
 			return true
 		}
 	}
@@ -57,7 +69,7 @@ func (b *readBuffer) readRaw(wait bool) error {
 		err = os.NewSyscallError("read", b.rawErr)
 	}
 	b.rawErr = nil
-	if err == nil && b.w == 0 {
+	if err == nil && b.w == 0 && b.frontN == 0 {
 		err = io.EOF
 	}
 	if err != nil {
