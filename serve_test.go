@@ -285,6 +285,19 @@ func serveEcho(c *Conn, ended chan<- error) {
 	}
 }
 
+// accepting returns a handler that upgrades with Accept and hands the Conn
+// to serve, or reports on ended why Accept refused.
+func accepting(ended chan<- error, serve func(*Conn, chan<- error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		c, err := Accept(w, r, nil)
+		if err != nil {
+			ended <- err
+			return
+		}
+		serve(c, ended)
+	}
+}
+
 // serveAwaitEcho is serveEcho with AwaitMessage: no goroutine waits between messages.
 func serveAwaitEcho(c *Conn, ended chan<- error) {
 	ctx := context.Background()
@@ -393,14 +406,7 @@ func TestServeFirstFrameWithRequest(t *testing.T) {
 		for _, size := range []int{0, 5, 125, 126, 4000, 20000} {
 			t.Run(fmt.Sprintf("%s/%d", reader.name, size), func(t *testing.T) {
 				ended := make(chan error, 1)
-				addr := startServe(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-					c, err := Accept(w, r, nil)
-					if err != nil {
-						ended <- err
-						return
-					}
-					reader.serve(c, ended)
-				}))
+				addr := startServe(t, accepting(ended, reader.serve))
 				nc := dialRaw(t, addr)
 
 				first := bytes.Repeat([]byte("pipelined "), size/10+1)[:size]
@@ -1076,14 +1082,7 @@ func TestServeSlowClients(t *testing.T) {
 	t.Run("upgraded", func(t *testing.T) {
 		setServeTimeout(t, timeout)
 		ended := make(chan error, 1)
-		nc, _ := serveOne(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			c, err := Accept(w, r, nil)
-			if err != nil {
-				ended <- err
-				return
-			}
-			serveEcho(c, ended)
-		}), nil)
+		nc, _ := serveOne(t, accepting(ended, serveEcho), nil)
 		ctx, cancel := context.WithTimeout(context.Background(), serveWait)
 		defer cancel()
 		c, _, err := Dial(ctx, "ws://a.test/", &DialOptions{
@@ -1546,14 +1545,7 @@ func TestServeListenerErrors(t *testing.T) {
 		ended := make(chan error, 1)
 		served := make(chan error, 1)
 		go func() {
-			served <- Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				c, err := Accept(w, r, nil)
-				if err != nil {
-					ended <- err
-					return
-				}
-				serveEcho(c, ended)
-			}))
+			served <- Serve(ln, accepting(ended, serveEcho))
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), serveWait)
 		defer cancel()
