@@ -159,8 +159,10 @@ func parseDeflate(e extension) (deflateOffer, error) {
 		case "server_max_window_bits", "client_max_window_bits":
 			bits := 0
 			if p.hasValue {
+				// §7.1.2: "a decimal integer value without leading
+				// zeroes between 8 to 15": written as Itoa writes it.
 				n, err := strconv.Atoi(p.value)
-				if err != nil || n < 8 || n > 15 || p.value[0] == '+' {
+				if err != nil || n < 8 || n > 15 || strconv.Itoa(n) != p.value {
 					return o, fmt.Errorf("permessage-deflate parameter %s=%q is not a window size from 8 to 15", p.name, p.value)
 				}
 				bits = n

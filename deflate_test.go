@@ -142,6 +142,11 @@ func TestNegotiationServer(t *testing.T) {
 		{"server_max_window_bits=16 declined", "permessage-deflate; server_max_window_bits=16", &CompressionOptions{}, "", false},
 		{"server_max_window_bits without value declined", "permessage-deflate; server_max_window_bits", &CompressionOptions{}, "", false},
 		{"client_max_window_bits=x declined", "permessage-deflate; client_max_window_bits=x", &CompressionOptions{}, "", false},
+		// RFC 7692 §7.1.2.1 and §7.1.2.2: "without leading zeroes".
+		{"server_max_window_bits=010 declined", "permessage-deflate; server_max_window_bits=010", &CompressionOptions{}, "", false},
+		{"server_max_window_bits=09 declined", "permessage-deflate; server_max_window_bits=09", &CompressionOptions{}, "", false},
+		{"client_max_window_bits=0015 declined", "permessage-deflate; client_max_window_bits=0015", &CompressionOptions{}, "", false},
+		{"server_max_window_bits=+9 declined", "permessage-deflate; server_max_window_bits=+9", &CompressionOptions{}, "", false},
 		{"value on no_context_takeover declined", "permessage-deflate; client_no_context_takeover=1", &CompressionOptions{}, "", false},
 		{"bad first offer, good second", "permessage-deflate; foo, permessage-deflate; client_max_window_bits", &CompressionOptions{},
 			"permessage-deflate; server_no_context_takeover; client_no_context_takeover", false},
@@ -185,6 +190,8 @@ func TestNegotiationClient(t *testing.T) {
 		{"two extensions", &CompressionOptions{}, "permessage-deflate; server_no_context_takeover, permessage-deflate; server_no_context_takeover", false, false, false},
 		{"unknown parameter", &CompressionOptions{}, "permessage-deflate; server_no_context_takeover; foo", false, false, false},
 		{"bad window", &CompressionOptions{}, "permessage-deflate; server_no_context_takeover; server_max_window_bits=20", false, false, false},
+		{"window with a leading zero", &CompressionOptions{}, "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=010", false, false, false},
+		{"client window with a leading zero", &CompressionOptions{ContextTakeover: true}, "permessage-deflate; client_max_window_bits=09", false, false, false},
 		{"client_max_window_bits without value", &CompressionOptions{ContextTakeover: true}, "permessage-deflate; client_max_window_bits", false, false, false},
 	}
 	for _, c := range cases {
