@@ -217,7 +217,7 @@ func Accept(w http.ResponseWriter, r *http.Request, opts *AcceptOptions) (*Conn,
 	if extHeader != "" {
 		resp = appendHeader(resp, "Sec-WebSocket-Extensions", extHeader)
 	}
-	resp = appendHeaderFields(resp, w.Header())
+	resp = appendHeaderFields(resp, w.Header(), handshakeField)
 	resp = append(resp, "\r\n"...)
 	if _, err := nc.Write(resp); err != nil {
 		nc.Close()
@@ -281,11 +281,15 @@ func appendHeader(dst []byte, name, value string) []byte {
 
 // appendHeaderFields appends the fields a handler set on a response. It
 // leaves out names that are not HTTP tokens, which could end the header or
-// forge another field, and the fields that say how the connection goes on
-// and how the body is framed, which are the server's to write.
-func appendHeaderFields(dst []byte, h http.Header) []byte {
+// forge another field, the fields that say how the connection goes on and
+// how the body is framed, which are the server's to write, and those for
+// which skip, if not nil, reports true.
+func appendHeaderFields(dst []byte, h http.Header, skip func(name string) bool) []byte {
 	for k, vs := range h {
-		if k == "Connection" || k == "Transfer-Encoding" || !validToken(k) {
+		if strings.EqualFold(k, "Connection") || strings.EqualFold(k, "Transfer-Encoding") || !validToken(k) {
+			continue
+		}
+		if skip != nil && skip(k) {
 			continue
 		}
 		for _, v := range vs {
@@ -293,6 +297,17 @@ func appendHeaderFields(dst []byte, h http.Header) []byte {
 		}
 	}
 	return dst
+}
+
+// handshakeField reports whether a field a handler set is one a 101
+// response must not take from it: Upgrade and the Sec-WebSocket- fields,
+// which the handshake writes itself and §11.3 allows once (a subprotocol
+// field when none was chosen is not allowed at all, §4.2.2), and
+// Content-Length, which no 1xx response has (RFC 9110 §8.6).
+func handshakeField(name string) bool {
+	const prefix = "Sec-WebSocket-"
+	return strings.EqualFold(name, "Upgrade") || strings.EqualFold(name, "Content-Length") ||
+		len(name) >= len(prefix) && strings.EqualFold(name[:len(prefix)], prefix)
 }
 
 // validToken reports whether s is a token (RFC 9110 §5.6.2).

@@ -246,7 +246,7 @@ func appendResponseHead(dst []byte, status int, h http.Header, contentType strin
 		dst = strconv.AppendInt(dst, int64(contentLength), 10)
 		dst = append(dst, "\r\n"...)
 	}
-	dst = appendHeaderFields(dst, h)
+	dst = appendHeaderFields(dst, h, nil)
 	return append(dst, "\r\n"...)
 }
 

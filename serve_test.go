@@ -20,6 +20,7 @@ import (
 	"net/http/httptest"
 	"net/textproto"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -1973,4 +1974,64 @@ func TestServeAcceptAfterReturn(t *testing.T) {
 		receive(t, ended, "the end of the server's side")
 	}
 	t.Logf("%d of 50 connections upgraded before their handler returned", upgraded)
+}
+
+// The 101 response's own fields are the handshake's, whatever the handler
+// set before Accept: §11.3.3 and §11.3.4 allow Sec-WebSocket-Accept and
+// Sec-WebSocket-Protocol once, §4.2.2 allows no Sec-WebSocket-Protocol
+// when no subprotocol was chosen, and RFC 9110 §8.6 no Content-Length on a
+// 1xx response. The handler's other fields go out.
+func TestAcceptKeepsTheHandshakeFields(t *testing.T) {
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Set("Sec-WebSocket-Protocol", "chat")
+		h.Set("Sec-WebSocket-Accept", "bogus")
+		h.Set("Sec-WebSocket-Extensions", "x-unknown")
+		h["sec-websocket-version"] = []string{"8"} // not in canonical form
+		h.Set("Upgrade", "h2c")
+		h.Set("Content-Length", "5")
+		h.Set("X-Handler", "kept")
+		c, err := Accept(w, r, &AcceptOptions{Subprotocols: []string{"chat"}})
+		if err == nil {
+			c.CloseNow()
+		}
+	})
+	ts := httptest.NewServer(handler)
+	defer ts.Close()
+	servers := map[string]string{
+		"net/http": strings.TrimPrefix(ts.URL, "http://"),
+		"Serve":    startServe(t, handler),
+	}
+	for name, addr := range servers {
+		for _, offer := range []string{"chat", "other"} {
+			t.Run(name+"/"+offer, func(t *testing.T) {
+				nc := dialRaw(t, addr)
+				io.WriteString(nc, "GET / HTTP/1.1\r\nHost: a.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
+					"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"+
+					"Sec-WebSocket-Protocol: "+offer+"\r\n\r\n")
+				wire, _ := io.ReadAll(nc)
+				if !strings.HasPrefix(string(wire), "HTTP/1.1 101 ") {
+					t.Fatalf("response %q, want 101", wire)
+				}
+				h := wireHeader(t, string(wire))
+				want := map[string][]string{
+					"Upgrade":                  {"websocket"},
+					"Sec-Websocket-Accept":     {"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="},
+					"Sec-Websocket-Protocol":   {"chat"},
+					"Sec-Websocket-Extensions": nil,
+					"Sec-Websocket-Version":    nil,
+					"Content-Length":           nil,
+					"X-Handler":                {"kept"},
+				}
+				if offer != "chat" {
+					want["Sec-Websocket-Protocol"] = nil
+				}
+				for k, v := range want {
+					if got := h.Values(k); !slices.Equal(got, v) {
+						t.Errorf("%s fields %q, want %q", k, got, v)
+					}
+				}
+			})
+		}
+	}
 }
