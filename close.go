@@ -381,10 +381,13 @@ func (c *Conn) handleClose(ctx context.Context, payload []byte) error {
 	if c.onClose != nil {
 		c.onClose(ce.Code, ce.Reason)
 	}
-	echo := ce.Code
 	// Writing the echo fails harmlessly when our own Close went first.
-	var buf [2]byte
-	_ = c.writeControl(ctx, OpClose, appendClosePayload(buf[:0], echo, ""))
+	// Under load it may wait long for the write lock, for as long as the
+	// read may take; should ctx end meanwhile, the peer is owed the echo
+	// all the same.
+	if err := c.writeClose(ctx, ce.Code, ""); err != nil && ctx.Err() != nil {
+		c.sendClose(ce.Code, "")
+	}
 	c.rd.err = ce
 	c.in.drop() // the read side is over; payload is not used from here on
 	c.closeReceivedOnce.Do(func() { close(c.closeReceived) })
@@ -411,11 +414,18 @@ func (c *Conn) fail(code StatusCode, reason string) error {
 			reason = reason[:len(reason)-1]
 		}
 	}
+	c.sendClose(code, reason)
+	c.linger()
+	return err
+}
+
+// sendClose sends a Close frame as the connection ends, bounded by
+// closeLingerTimeout rather than by the context of the read that ends it,
+// which may be over: the peer is owed the frame either way (§5.5.1).
+func (c *Conn) sendClose(code StatusCode, reason string) {
 	ctx, cancel := context.WithTimeout(context.Background(), closeLingerTimeout)
 	_ = c.writeClose(ctx, code, reason)
 	cancel()
-	c.linger()
-	return err
 }
 
 // linger closes our side of the TCP connection and then reads and discards

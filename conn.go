@@ -428,6 +428,12 @@ func (c *Conn) nextFrame(ctx context.Context) (Header, error) {
 		if c.rd.err != nil {
 			return Header{}, c.rd.err
 		}
+		// A frame already buffered would be read whatever ctx says. One
+		// read under a context that has ended could not be answered
+		// (§5.5.1, §5.5.2: Ping and Close are), so it stays unread.
+		if err := ctx.Err(); err != nil {
+			return Header{}, err
+		}
 		h, err := c.readHeader(ctx)
 		if err != nil {
 			return Header{}, err
@@ -753,7 +759,9 @@ func (c *Conn) writeWire(ctx context.Context, h Header, payload, wire []byte) er
 	if err := c.writeErr.Load(); err != nil {
 		return err
 	}
-	if c.closeSent {
+	if c.closeSent && h.Opcode != OpPong {
+		// §5.5.1 ends data frames, §5.5.2 still asks for a Pong for
+		// each Ping until the peer's Close has come.
 		return errWriteClosed
 	}
 	if h.Opcode == OpClose {

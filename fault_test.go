@@ -1852,3 +1852,84 @@ func closeWithMessageInFlight(t *testing.T, ours *websocket.Conn, peer *faultPee
 		t.Fatalf("Close: %v", err)
 	}
 }
+
+// A read under a context that has already ended reads nothing, not even a
+// frame that is already buffered: a Ping or Close read then could not be
+// answered, and §5.5.2 and §5.5.1 say they must be. The next read under a
+// live context answers them.
+func TestFaultDoneContextLeavesFramesUnread(t *testing.T) {
+	t.Parallel()
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, role := range faultRoles {
+		t.Run(role, func(t *testing.T) {
+			ours, peer := faultPair(t, role)
+			// One write: by the time "hi" is read, the rest is
+			// likely buffered behind it.
+			peer.send(peer.frame(true, websocket.OpText, []byte("hi")),
+				peer.frame(true, websocket.OpPing, []byte("p")),
+				peer.frame(true, websocket.OpText, []byte("after")),
+				peer.closeFrame(websocket.StatusNormalClosure, ""))
+			ctx := context.Background()
+			if _, msg, err := ours.Read(ctx); err != nil || string(msg) != "hi" {
+				t.Fatalf("first read: %q, %v", msg, err)
+			}
+			if _, msg, err := ours.Read(done); !errors.Is(err, context.Canceled) {
+				t.Fatalf("read under an ended context: %q, %v; want context.Canceled", msg, err)
+			}
+			if _, msg, err := ours.Read(ctx); err != nil || string(msg) != "after" {
+				t.Fatalf("read after: %q, %v", msg, err)
+			}
+			if _, _, err := ours.Read(done); !errors.Is(err, context.Canceled) {
+				t.Fatalf("read under an ended context: %v; want context.Canceled", err)
+			}
+			if _, _, err := ours.Read(ctx); websocket.CloseStatus(err) != websocket.StatusNormalClosure {
+				t.Fatalf("last read: %v, want the peer's Close", err)
+			}
+			frames, err := peer.drain(faultWait)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(frames) != 2 || frames[0].op != websocket.OpPong || string(frames[0].payload) != "p" ||
+				frames[1].closeCode() != websocket.StatusNormalClosure {
+				t.Fatalf("peer got %v; want the Pong for its Ping, then the echo of its Close", frames)
+			}
+		})
+	}
+}
+
+// After our Close and before the peer's, a Ping still gets its Pong
+// (§5.5.2: "unless it already received a Close frame"); only data frames
+// end with our Close (§5.5.1).
+func TestFaultPongAfterOurClose(t *testing.T) {
+	t.Parallel()
+	for _, role := range faultRoles {
+		for _, reading := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/reader=%v", role, reading), func(t *testing.T) {
+				ours, peer := faultPair(t, role)
+				var read <-chan faultReadResult
+				if reading {
+					read = faultReader(ours)
+				}
+				closed := faultGo(func() error { return ours.Close(websocket.StatusNormalClosure, "") })
+				if h, _, err := peer.readFrame(); err != nil || h.Opcode != websocket.OpClose {
+					t.Fatalf("peer read %v, %v; want our Close frame", h.Opcode, err)
+				}
+				peer.send(peer.frame(true, websocket.OpPing, []byte("still there?")))
+				_ = peer.nc.SetReadDeadline(time.Now().Add(faultWait))
+				h, p, err := peer.readFrame()
+				if err != nil || h.Opcode != websocket.OpPong || string(p) != "still there?" {
+					t.Fatalf("peer read %v %q, %v; want the Pong for its Ping", h.Opcode, p, err)
+				}
+				peer.send(peer.closeFrame(websocket.StatusNormalClosure, ""))
+				peer.nc.Close() // as a server does, for a client that waits for it
+				if err := faultAwait(t, closed, "Close"); err != nil {
+					t.Fatalf("Close: %v", err)
+				}
+				if read != nil {
+					faultAwait(t, read, "read error")
+				}
+			})
+		}
+	}
+}
