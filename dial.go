@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // DialOptions configures [Dial]. The zero value (or nil) dials directly or
@@ -31,7 +32,9 @@ type DialOptions struct {
 	HTTPHeader http.Header
 
 	// Subprotocols lists the subprotocols to offer, most preferred first.
-	// Nil offers none.
+	// Nil offers none. Each name must be a non-empty HTTP token (no
+	// spaces, commas, slashes or other separators) and appear only once,
+	// as RFC 6455 §4.1 requires; otherwise Dial fails before connecting.
 	Subprotocols []string
 
 	// Compression offers permessage-deflate (RFC 7692). Nil does not.
@@ -103,6 +106,9 @@ func Dial(ctx context.Context, rawURL string, opts *DialOptions) (*Conn, *http.R
 	}
 	if u.Scheme != "ws" && u.Scheme != "wss" {
 		return nil, nil, errBadScheme
+	}
+	if err := checkSubprotocols(opts.Subprotocols); err != nil {
+		return nil, nil, err
 	}
 	header, origin := opts.HTTPHeader, hostPort(u)
 	for redirects := 0; ; redirects++ {
@@ -287,6 +293,33 @@ func withoutCredentials(h http.Header) http.Header {
 		out[k] = vs
 	}
 	return out
+}
+
+// checkSubprotocols applies RFC 6455 §4.1 to the subprotocols a client
+// offers: non-empty tokens, each offered once. A name outside that would
+// make the server misread the list (a comma splits it, a space ends a
+// token) or refuse the request, so it is the caller's mistake to report,
+// not something to send.
+func checkSubprotocols(names []string) error {
+	for i, name := range names {
+		if name == "" {
+			return fmt.Errorf("websocket: DialOptions.Subprotocols[%d] is empty; a subprotocol name must be a non-empty token (RFC 6455 §4.1)", i)
+		}
+		if !validToken(name) {
+			j := 0
+			for validToken(name[j : j+1]) {
+				j++
+			}
+			bad, _ := utf8.DecodeRuneInString(name[j:])
+			return fmt.Errorf("websocket: subprotocol %q (DialOptions.Subprotocols[%d]) is not a token: it contains %q; use letters, digits and !#$%%&'*+-.^_`|~ only (RFC 6455 §4.1)", name, i, bad)
+		}
+		for j, prev := range names[:i] {
+			if prev == name {
+				return fmt.Errorf("websocket: subprotocol %q is offered twice (DialOptions.Subprotocols[%d] and [%d]); offer each name once (RFC 6455 §4.1)", name, j, i)
+			}
+		}
+	}
+	return nil
 }
 
 // checkResponse applies RFC 6455 §4.1 to the server's handshake response.

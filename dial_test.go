@@ -1,6 +1,7 @@
 package websocket_test
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -678,4 +679,211 @@ func sameStrings(a, b []string) bool {
 	sort.Strings(a)
 	sort.Strings(b)
 	return equalStrings(a, b)
+}
+
+// RFC 6455 §4.1: the subprotocol names a client offers "MUST be non-empty
+// strings with characters in the range U+0021 to U+007E not including
+// separator characters as defined in [RFC2616] and MUST all be unique
+// strings." Dial refuses any other list before it connects, saying which
+// name is wrong and why.
+func TestDialSubprotocolsMustBeUniqueTokens(t *testing.T) {
+	noDial := func(context.Context, string, string) (net.Conn, error) {
+		t.Error("Dial connected with subprotocols it should have refused")
+		return nil, errors.New("no connection expected")
+	}
+	for _, tt := range []struct {
+		name    string
+		offer   []string
+		wantErr []string // parts of the error
+	}{
+		{"empty", []string{"chat", ""}, []string{"Subprotocols[1] is empty"}},
+		{"space", []string{"a b"}, []string{`"a b" (DialOptions.Subprotocols[0]) is not a token`, `' '`}},
+		{"separator", []string{"chat", "x/y"}, []string{`"x/y" (DialOptions.Subprotocols[1]) is not a token`, `'/'`}},
+		{"comma", []string{"chat,superchat"}, []string{`"chat,superchat"`, `','`}},
+		{"beyond U+007E", []string{"café"}, []string{`"café"`, `'é'`}},
+		{"repeated", []string{"chat", "superchat", "chat"}, []string{`"chat" is offered twice`, "Subprotocols[0] and [2]"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			opts := &websocket.DialOptions{Subprotocols: tt.offer, NetDialContext: noDial}
+			c, resp, err := websocket.Dial(testContext(t), "ws://127.0.0.1:1/", opts)
+			if err == nil {
+				c.CloseNow()
+				t.Fatalf("Dial offering %q succeeded", tt.offer)
+			}
+			if c != nil || resp != nil {
+				t.Errorf("Dial returned a Conn or response with error %v", err)
+			}
+			for _, want := range append(tt.wantErr, "websocket: ", "RFC 6455 §4.1") {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Dial error %q does not say %q", err, want)
+				}
+			}
+		})
+	}
+
+	// Every character a token allows, in a list with no repeats, is sent
+	// as it is.
+	url := startServer(t, func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"v2.chat"}})
+		if err == nil {
+			c.CloseNow()
+		}
+	})
+	var d countingDialer
+	c, _, err := websocket.Dial(testContext(t), url, &websocket.DialOptions{
+		Subprotocols:   []string{"Chat", "chat", "x!#$%&'*+-.^_`|~09AZaz", "v2.chat"},
+		NetDialContext: d.DialContext,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.CloseNow()
+	if c.Subprotocol() != "v2.chat" || d.dials.Load() != 1 {
+		t.Fatalf("subprotocol %q after %d connections, want v2.chat after 1", c.Subprotocol(), d.dials.Load())
+	}
+}
+
+// TestDialChecksTheResponse: RFC 6455 §4.1 lists what a client checks in
+// the server's handshake response. Beside the status (1, see
+// TestDialRedirect) and extensions (5, see the deflate tests):
+//
+//  2. If the response lacks an |Upgrade| header field or the |Upgrade|
+//     header field contains a value that is not an ASCII case-
+//     insensitive match for the value "websocket", the client MUST
+//     _Fail the WebSocket Connection_.
+//  3. If the response lacks a |Connection| header field or the
+//     |Connection| header field doesn't contain a token that is an
+//     ASCII case-insensitive match for the value "Upgrade", the client
+//     MUST _Fail the WebSocket Connection_.
+//  4. If the response lacks a |Sec-WebSocket-Accept| header field or
+//     the |Sec-WebSocket-Accept| contains a value other than the
+//     base64-encoded SHA-1 of the concatenation of the |Sec-WebSocket-
+//     Key| (as a string, not base64-decoded) with the string "258EAFA5-
+//     E914-47DA-95CA-C5AB0DC85B11" but ignoring any leading and
+//     trailing whitespace, the client MUST _Fail the WebSocket
+//     Connection_.
+//  6. If the response includes a |Sec-WebSocket-Protocol| header field
+//     and this header field indicates the use of a subprotocol that was
+//     not present in the client's handshake (the server has indicated a
+//     subprotocol not requested by the client), the client MUST _Fail
+//     the WebSocket Connection_.
+//
+// A raw server answers 101 with the header fields of each case. Dial
+// fails a bad response with a *HandshakeError naming the field, and closes
+// the connection without writing to it; it accepts a good one whatever
+// the letter case of names and tokens.
+func TestDialChecksTheResponse(t *testing.T) {
+	// key stands for the right Sec-WebSocket-Accept value; upgraded
+	// holds the fields a server that upgrades must send.
+	const (
+		key        = "{accept}"
+		upgrade    = "Upgrade: websocket\r\n"
+		connection = "Connection: Upgrade\r\n"
+		accept     = "Sec-WebSocket-Accept: " + key + "\r\n"
+		upgraded   = upgrade + connection + accept
+	)
+	for _, tt := range []struct {
+		name     string
+		offer    []string // DialOptions.Subprotocols
+		header   string   // of the 101 response
+		wantErr  string   // part of the error; "" if Dial must succeed
+		wantProt string   // the subprotocol, if Dial succeeds
+	}{
+		// 2. Upgrade
+		{name: "no Upgrade", header: connection + accept, wantErr: `Upgrade header is ""`},
+		{name: "Upgrade is not websocket", header: "Upgrade: h2c\r\n" + connection + accept, wantErr: `Upgrade header is "h2c"`},
+		// 3. Connection
+		{name: "no Connection", header: upgrade + accept, wantErr: `Connection header is ""`},
+		{name: "Connection lacks upgrade", header: upgrade + "Connection: keep-alive\r\n" + accept,
+			wantErr: `Connection header is "keep-alive"`},
+		// 4. Sec-WebSocket-Accept
+		{name: "no Sec-WebSocket-Accept", header: upgrade + connection, wantErr: `Sec-WebSocket-Accept "" does not answer our key`},
+		{name: "Sec-WebSocket-Accept answers another key", // the RFC's sample key's
+			header:  upgrade + connection + "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n",
+			wantErr: `Sec-WebSocket-Accept "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" does not answer our key`},
+		// 6. Sec-WebSocket-Protocol
+		{name: "subprotocol not offered", offer: []string{"chat"},
+			header:  upgraded + "Sec-WebSocket-Protocol: superchat\r\n",
+			wantErr: `subprotocol "superchat", which we did not offer`},
+		{name: "subprotocol offered in another case", offer: []string{"chat"},
+			header:  upgraded + "Sec-WebSocket-Protocol: Chat\r\n",
+			wantErr: `subprotocol "Chat", which we did not offer`},
+		{name: "subprotocol when none offered", header: upgraded + "Sec-WebSocket-Protocol: chat\r\n",
+			wantErr: `subprotocol "chat", which we did not offer`},
+		{name: "two subprotocols in two fields", offer: []string{"chat", "superchat"},
+			header:  upgraded + "Sec-WebSocket-Protocol: chat\r\nSec-WebSocket-Protocol: superchat\r\n",
+			wantErr: `subprotocol "chat, superchat", which we did not offer`},
+		{name: "two subprotocols in one field", offer: []string{"chat", "superchat"},
+			header:  upgraded + "Sec-WebSocket-Protocol: chat, superchat\r\n",
+			wantErr: `subprotocol "chat, superchat", which we did not offer`},
+
+		{name: "just the fields a server must send", header: upgraded},
+		{name: "names and tokens in other letter case",
+			header: "UPGRADE: WebSocket\r\nconnection: uPGRADE\r\nsec-websocket-accept: " + key + "\r\n"},
+		{name: "Connection is a token list", header: upgrade + "Connection: keep-alive, Upgrade\r\n" + accept},
+		{name: "Sec-WebSocket-Accept with whitespace around it",
+			header: upgrade + connection + "Sec-WebSocket-Accept: \t " + key + " \t\r\n"},
+		{name: "an offered subprotocol chosen", offer: []string{"chat", "superchat"},
+			header:   upgraded + "sec-websocket-PROTOCOL: superchat\r\n",
+			wantProt: "superchat"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			// After its response, the server reports how many bytes the
+			// client sent before closing the connection.
+			type after struct {
+				n   int64
+				err error
+			}
+			afters := make(chan after, 1)
+			url := faultRawServer(t, func(nc *net.TCPConn, br *bufio.Reader) {
+				defer nc.Close()
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					afters <- after{err: err}
+					return
+				}
+				header := strings.ReplaceAll(tt.header, key, websocket.AcceptKey(req.Header.Get("Sec-WebSocket-Key")))
+				if _, err := io.WriteString(nc, "HTTP/1.1 101 Switching Protocols\r\n"+header+"\r\n"); err != nil {
+					afters <- after{err: err}
+					return
+				}
+				n, err := io.Copy(io.Discard, br)
+				afters <- after{n, err}
+			})
+
+			c, resp, err := websocket.Dial(testContext(t), url, &websocket.DialOptions{Subprotocols: tt.offer})
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.CloseNow()
+				if resp.StatusCode != http.StatusSwitchingProtocols || c.Subprotocol() != tt.wantProt {
+					t.Fatalf("response %q, subprotocol %q; want 101 and %q", resp.Status, c.Subprotocol(), tt.wantProt)
+				}
+				if a := faultAwait(t, afters, "end of the connection"); a.err != nil {
+					t.Fatalf("server: %v", a.err)
+				}
+				return
+			}
+			if err == nil {
+				c.CloseNow()
+				t.Fatalf("Dial accepted a response whose %s", tt.name)
+			}
+			if c != nil {
+				t.Errorf("Dial returned a Conn with error %v", err)
+			}
+			var herr *websocket.HandshakeError
+			if !errors.As(err, &herr) || herr.Status != http.StatusSwitchingProtocols || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("Dial returned %v, want a *HandshakeError for HTTP 101 saying %q", err, tt.wantErr)
+			}
+			if resp == nil || herr.Response != resp {
+				t.Error("the error does not carry the response Dial returned")
+			}
+			// The connection is closed, and nothing was sent on it: a
+			// failed client never speaks WebSocket to the server.
+			if a := faultAwait(t, afters, "end of the connection"); a.err != nil || a.n != 0 {
+				t.Fatalf("after the refused response the client sent %d bytes and %v, want 0 and a close", a.n, a.err)
+			}
+		})
+	}
 }
