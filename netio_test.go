@@ -55,8 +55,8 @@ func unixPair(t *testing.T) (a, b net.Conn) {
 // brings what follows the frame along in the same system call: the next
 // frame's header need not wait for a read of its own.
 func TestFrameEndReadBringsNextFrame(t *testing.T) {
-	if runtime.GOOS != "linux" {
-		t.Skip("the frame's end and what follows are read with one readv(2) on Linux only")
+	if runtime.GOOS != "linux" || raceEnabled {
+		t.Skip("the frame's end and what follows are read with one readv(2) on Linux only, and not under the race detector")
 	}
 	a, b := unixPair(t)
 	server := newConn(a, true, nil, "", extensions{})
@@ -190,5 +190,45 @@ func TestReadsAcrossFrameBoundaries(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// writtenBeforeSend is set by a goroutine before it sends the end of a
+// frame, and read by the goroutine that reads the frame.
+var writtenBeforeSend int
+
+// Under the race detector, what a goroutine did before writing to a socket
+// happens before what the reader does after reading it, however the frame's
+// end is read: the reads must be the ones the detector watches (see
+// readv_other.go), or a correct program is reported racing.
+func TestSocketOrdersWriterBeforeReader(t *testing.T) {
+	a, b := unixPair(t)
+	server := newConn(a, true, nil, "", extensions{})
+	defer server.CloseNow()
+	payload := make([]byte, 40_000)
+	frame := clientFrame(nil, true, OpBinary, payload)
+	split := len(frame) - len(payload) + 100
+	if _, err := b.Write(frame[:split]); err != nil {
+		t.Fatal(err)
+	}
+	_, r, err := server.Reader(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(payload))
+	n, err := r.Read(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		time.Sleep(10 * time.Millisecond) // let the reader wait for the rest
+		writtenBeforeSend = 42
+		b.Write(frame[split:])
+	}()
+	if _, err := io.ReadFull(r, got[n:]); err != nil {
+		t.Fatal(err)
+	}
+	if writtenBeforeSend != 42 {
+		t.Fatal("the write before the frame's end was not seen after it")
 	}
 }
