@@ -265,6 +265,11 @@ func TestProtocolViolations(t *testing.T) {
 		{"§7.4.1 close code 1005", frame(true, websocket.OpClose, []byte{0x03, 0xED}), 1002, 0},
 		{"§7.4.1 close code 999", frame(true, websocket.OpClose, []byte{0x03, 0xE7}), 1002, 0},
 		{"§7.4.1 close code 5000", frame(true, websocket.OpClose, []byte{0x13, 0x88}), 1002, 0},
+		{"§7.4.1 close code 1004, reserved", frame(true, websocket.OpClose, []byte{0x03, 0xEC}), 1002, 0},
+		{"§7.4.1 close code 1006, never sent", frame(true, websocket.OpClose, []byte{0x03, 0xEE}), 1002, 0},
+		{"§7.4.1 close code 1015, never sent", frame(true, websocket.OpClose, []byte{0x03, 0xF7}), 1002, 0},
+		{"§7.4.2 close code 1016, unassigned", frame(true, websocket.OpClose, []byte{0x03, 0xF8}), 1002, 0},
+		{"§7.4.2 close code 2999, unassigned", frame(true, websocket.OpClose, []byte{0x0B, 0xB7}), 1002, 0},
 		{"§8.1 invalid UTF-8 text", frame(true, websocket.OpText, []byte{'a', 0xff}), 1007, 0},
 		{"§8.1 text ending mid-sequence", frame(true, websocket.OpText, []byte{'a', 0xce}), 1007, 0},
 		{"§5.5.1 close reason not UTF-8", frame(true, websocket.OpClose, []byte{0x03, 0xE8, 0xff}), 1007, 0},
@@ -284,6 +289,30 @@ func TestProtocolViolations(t *testing.T) {
 				t.Fatalf("server's read error %v has status %v, want %v", err, websocket.CloseStatus(err), c.code)
 			}
 		})
+	}
+}
+
+// RFC 7692 §6: RSV1 marks a compressed message on its first frame only. A
+// continuation frame with it set fails the connection with 1002, also in a
+// message sent uncompressed (TestCorruptCompressedData has a compressed one).
+func TestContinuationWithRSV1(t *testing.T) {
+	done := make(chan error, 1)
+	opts := &websocket.AcceptOptions{Compression: &websocket.CompressionOptions{}}
+	url := startServer(t, echoHandler(t, opts, 0, done))
+	rc := dialRaw(t, url, "permessage-deflate", nil)
+	// First a compressed message, which shows that compression is on.
+	hi := frame(true, websocket.OpText, []byte{0xca, 0xc8, 0x04, 0x00}) // "hi", deflated
+	hi[0] |= 0x40
+	rc.send(hi)
+	if h, _ := rc.next(); h.Opcode != websocket.OpText {
+		t.Fatalf("echo of a compressed message: %v frame", h.Opcode)
+	}
+	cont := frame(true, websocket.OpContinuation, []byte("b"))
+	cont[0] |= 0x40
+	rc.send(frame(false, websocket.OpText, []byte("a")), cont)
+	rc.expectClose(1002)
+	if err := <-done; websocket.CloseStatus(err) != 1002 {
+		t.Fatalf("server's read error %v, want status 1002", err)
 	}
 }
 
