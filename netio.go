@@ -187,21 +187,6 @@ func (b *readBuffer) read(p []byte, frameLeft int64) (int, error) {
 	return n, err
 }
 
-// readFull reads exactly len(p) bytes into p.
-func (b *readBuffer) readFull(p []byte) error {
-	for len(p) > 0 {
-		n, err := b.read(p, int64(len(p)))
-		p = p[n:]
-		if err != nil {
-			if err == io.EOF && len(p) > 0 {
-				err = io.ErrUnexpectedEOF
-			}
-			return err
-		}
-	}
-	return nil
-}
-
 // discardAll reads and drops everything until src fails (at EOF, or at the
 // deadline the caller set).
 func (b *readBuffer) discardAll() {
