@@ -146,6 +146,7 @@ const DefaultFragmentLimit = 1 << 16
 type Conn struct {
 	nc          net.Conn
 	server      bool
+	pongOwed    bool // owedPong waits to be sent (sendPong); the reader's, as rd is
 	subprotocol string
 	ext         extensions
 	flate       *flateState // nil unless permessage-deflate was negotiated
@@ -157,6 +158,7 @@ type Conn struct {
 	readDeadline deadline
 	in           readBuffer
 	rd           readState
+	owedPong     []byte // see pongOwed
 	reader       messageReader
 	readLimit    atomic.Int64
 	fragLimit    atomic.Int64
@@ -434,6 +436,9 @@ func (c *Conn) nextFrame(ctx context.Context) (Header, error) {
 		if err := ctx.Err(); err != nil {
 			return Header{}, err
 		}
+		if c.pongOwed {
+			c.sendPong(ctx, c.owedPong)
+		}
 		h, err := c.readHeader(ctx)
 		if err != nil {
 			return Header{}, err
@@ -489,10 +494,7 @@ func (c *Conn) handleControl(ctx context.Context, h Header) error {
 		if c.onPing != nil {
 			c.onPing(payload)
 		}
-		// A pong we cannot send because our Close went first is fine to
-		// drop; any other failure closes the connection and the next
-		// read reports it.
-		_ = c.writeControl(ctx, OpPong, payload)
+		c.sendPong(ctx, payload)
 	case OpPong:
 		c.keepAlive.awaiting.Store(false)
 		if c.onPong != nil {
@@ -503,6 +505,20 @@ func (c *Conn) handleControl(ctx context.Context, h Header) error {
 		return c.handleClose(ctx, payload)
 	}
 	return nil
+}
+
+// sendPong answers a Ping (§5.5.2). A Pong that waits for the write lock
+// (another writer's large frame to a slow peer, say) longer than the read's
+// context lasts is owed instead, and sent before the next frame is read: a
+// short read deadline must not cost the peer its answer. Only the latest
+// Ping is answered then, as §5.5.3 allows. Any other failure to send is
+// the connection's, which the next read reports.
+func (c *Conn) sendPong(ctx context.Context, payload []byte) {
+	err := c.writeControl(ctx, OpPong, payload)
+	c.pongOwed = err != nil && ctx.Err() != nil && isTimeout(err)
+	if c.pongOwed {
+		c.owedPong = append(c.owedPong[:0], payload...) // payload may be owedPong itself
+	}
 }
 
 // startFrame makes h the current data frame, checking the read and

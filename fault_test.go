@@ -1933,3 +1933,45 @@ func TestFaultPongAfterOurClose(t *testing.T) {
 		}
 	}
 }
+
+// A Ping read while another writer holds the connection (a large message to
+// a slow peer) gets its Pong even when the read's context ends first: the
+// Pong is owed, and the next read sends it before anything else (§5.5.2).
+func TestFaultPongOwedPastReadDeadline(t *testing.T) {
+	t.Parallel()
+	for _, role := range faultRoles {
+		t.Run(role, func(t *testing.T) {
+			ours, peer := faultPair(t, role)
+			// More than the socket buffers hold: the write waits for the
+			// peer to read.
+			large := make([]byte, 4<<20)
+			written := faultGo(func() error { return ours.Write(context.Background(), websocket.MessageBinary, large) })
+			_ = peer.nc.SetReadDeadline(time.Now().Add(faultWait))
+			if _, err := peer.br.Peek(1); err != nil { // the writer is under way
+				t.Fatal(err)
+			}
+			peer.send(peer.frame(true, websocket.OpPing, []byte("are you there")))
+			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+			defer cancel()
+			if _, _, err := ours.Read(ctx); !errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("read: %v, want its deadline", err)
+			}
+
+			h, p, err := peer.readFrame() // the large message, which frees the writer
+			if err != nil || h.Opcode != websocket.OpBinary || len(p) != len(large) {
+				t.Fatalf("peer read %v of %d bytes, %v; want the large message", h.Opcode, len(p), err)
+			}
+			if err := faultAwait(t, written, "large write"); err != nil {
+				t.Fatal(err)
+			}
+			read := faultReader(ours)
+			h, p, err = peer.readFrame()
+			if err != nil || h.Opcode != websocket.OpPong || string(p) != "are you there" {
+				t.Fatalf("peer read %v %q, %v; want the Pong it is owed", h.Opcode, p, err)
+			}
+			peer.send(peer.closeFrame(websocket.StatusNormalClosure, ""))
+			peer.nc.Close()
+			faultAwait(t, read, "read error")
+		})
+	}
+}
