@@ -144,13 +144,17 @@ const DefaultFragmentLimit = 1 << 16
 // An idle Conn holds no read or write buffer: buffers are taken from shared
 // pools while a message is in flight and returned after.
 type Conn struct {
+	// The small fields are grouped where they need no padding: see
+	// TestConnFitsItsSizeClass.
 	nc          net.Conn
 	server      bool
 	pongOwed    bool // owedPong waits to be sent (sendPong); the reader's, as rd is
+	closeSent   bool // guarded by frameLock
 	subprotocol string
 	ext         extensions
 	flate       *flateState // nil unless permessage-deflate was negotiated
 	noCompress  atomic.Bool
+	batching    atomic.Bool // the reader has input buffered: hold small frames (coalesce.go)
 
 	// The read side. readLock admits one reader at a time; rd, in and the
 	// message reader belong to its holder.
@@ -170,12 +174,10 @@ type Conn struct {
 	frameLock     chanLock
 	writeDeadline deadline
 	writeErr      atomic.Pointer[connError] // why writing ended, when a write failed
-	closeSent     bool                      // guarded by frameLock
 	writer        messageWriter
 	iov           [2][]byte   // header and payload of a frame written in place
 	iovBufs       net.Buffers // iov as net.Buffers; a field, so WriteTo's pointer does not escape
 	held          heldFrames  // frames written, not yet sent; guarded by frameLock (coalesce.go)
-	batching      atomic.Bool // the reader has input buffered: hold small frames
 
 	keepAlive keepAlive
 	await     atomic.Pointer[awaitState] // made by the first AwaitMessage (await.go)
