@@ -352,10 +352,12 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 // for its payload, which returns [io.EOF] at the message's end. The reader
 // is valid until the next call to Reader or Read; a message not read to its
 // end is discarded by that call. ctx bounds the wait and every read from the
-// returned reader.
+// returned reader; once it has ended, no frame is taken, even one already
+// received, so that every Ping and Close read can be answered.
 //
-// While it reads, Reader answers pings with pongs, delivers pongs to
-// [Conn.Ping], and answers the peer's Close frame, after which it returns a
+// While it reads, Reader answers pings with pongs (one that waits behind
+// another writer for longer than ctx lasts is sent by the next read),
+// delivers pongs to [Conn.Ping], and answers the peer's Close frame, after which it returns a
 // [CloseError]. A protocol violation by the peer fails the connection with
 // the status §7.4.1 prescribes, and Reader returns an error saying what the
 // peer did.
