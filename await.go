@@ -187,6 +187,9 @@ func (c *Conn) messageAhead() bool {
 		return true
 	}
 	ctx := context.Background()
+	if c.pongOwed {
+		c.sendPong(ctx, c.owedPong)
+	}
 	for {
 		if c.in.buffered() == 0 {
 			c.in.release()

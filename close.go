@@ -383,9 +383,9 @@ func (c *Conn) handleClose(ctx context.Context, payload []byte) error {
 	}
 	// Writing the echo fails harmlessly when our own Close went first.
 	// Under load it may wait long for the write lock, for as long as the
-	// read may take; should ctx end meanwhile, the peer is owed the echo
+	// read may take; should a deadline stop it, the peer is owed the echo
 	// all the same.
-	if err := c.writeClose(ctx, ce.Code, ""); err != nil && ctx.Err() != nil {
+	if err := c.writeClose(ctx, ce.Code, ""); err != nil && isTimeout(err) {
 		c.sendClose(ce.Code, "")
 	}
 	c.rd.err = ce

@@ -434,14 +434,14 @@ func (c *Conn) nextFrame(ctx context.Context) (Header, error) {
 		if c.rd.err != nil {
 			return Header{}, c.rd.err
 		}
+		if c.pongOwed {
+			c.sendPong(ctx, c.owedPong)
+		}
 		// A frame already buffered would be read whatever ctx says. One
 		// read under a context that has ended could not be answered
 		// (§5.5.1, §5.5.2: Ping and Close are), so it stays unread.
 		if err := ctx.Err(); err != nil {
 			return Header{}, err
-		}
-		if c.pongOwed {
-			c.sendPong(ctx, c.owedPong)
 		}
 		h, err := c.readHeader(ctx)
 		if err != nil {
@@ -511,15 +511,17 @@ func (c *Conn) handleControl(ctx context.Context, h Header) error {
 	return nil
 }
 
-// sendPong answers a Ping (§5.5.2). A Pong that waits for the write lock
-// (another writer's large frame to a slow peer, say) longer than the read's
-// context lasts is owed instead, and sent before the next frame is read: a
-// short read deadline must not cost the peer its answer. Only the latest
-// Ping is answered then, as §5.5.3 allows. Any other failure to send is
-// the connection's, which the next read reports.
+// sendPong answers a Ping (§5.5.2). A Pong that a deadline stops (the
+// read's context ending while another writer's large frame to a slow peer
+// holds the write lock, say) is owed instead, and sent before the next
+// frame is read: a short read deadline must not cost the peer its answer.
+// Only the latest Ping is answered then, as §5.5.3 allows. Any other
+// failure to send is the connection's, which the next read reports.
 func (c *Conn) sendPong(ctx context.Context, payload []byte) {
 	err := c.writeControl(ctx, OpPong, payload)
-	c.pongOwed = err != nil && ctx.Err() != nil && isTimeout(err)
+	// The error, not ctx.Err, says whether a deadline stopped it: a
+	// context's deadline can pass a moment before it reports itself done.
+	c.pongOwed = err != nil && isTimeout(err)
 	if c.pongOwed {
 		c.owedPong = append(c.owedPong[:0], payload...) // payload may be owedPong itself
 	}

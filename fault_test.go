@@ -1975,3 +1975,83 @@ func TestFaultPongOwedPastReadDeadline(t *testing.T) {
 		})
 	}
 }
+
+// pastDeadline is a context whose deadline has passed but which does not
+// report itself done yet, as a context.WithDeadline is until its timer
+// fires (later the busier the machine is).
+type pastDeadline struct{ context.Context }
+
+func (pastDeadline) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+// A Ping or Close read under such a context is still answered: the Pong is
+// owed and sent by the next read, the Close echoed all the same.
+func TestFaultRepliesPastADeadline(t *testing.T) {
+	t.Parallel()
+	for _, role := range faultRoles {
+		for _, op := range []websocket.Opcode{websocket.OpPing, websocket.OpClose} {
+			t.Run(fmt.Sprintf("%s/%v", role, op), func(t *testing.T) {
+				ours, peer := faultPair(t, role)
+				control := peer.frame(true, websocket.OpPing, []byte("p"))
+				if op == websocket.OpClose {
+					control = peer.closeFrame(websocket.StatusGoingAway, "")
+				}
+				peer.send(peer.frame(true, websocket.OpText, []byte("hi")), control)
+				if _, msg, err := ours.Read(context.Background()); err != nil || string(msg) != "hi" {
+					t.Fatalf("first read: %q, %v", msg, err)
+				}
+				ours.Read(pastDeadline{context.Background()}) // whatever it finds, it answers
+				var read <-chan faultReadResult
+				if op == websocket.OpPing {
+					read = faultReader(ours)
+				}
+				_ = peer.nc.SetReadDeadline(time.Now().Add(faultWait))
+				h, p, err := peer.readFrame()
+				if op == websocket.OpPing && (err != nil || h.Opcode != websocket.OpPong || string(p) != "p") {
+					t.Fatalf("peer read %v %q, %v; want the Pong", h.Opcode, p, err)
+				}
+				if op == websocket.OpClose && (err != nil || h.Opcode != websocket.OpClose) {
+					t.Fatalf("peer read %v %q, %v; want the echo of its Close", h.Opcode, p, err)
+				}
+				if read != nil {
+					peer.send(peer.closeFrame(websocket.StatusNormalClosure, ""))
+					peer.nc.Close()
+					faultAwait(t, read, "read error")
+				}
+			})
+		}
+	}
+}
+
+// A Pong owed when the application goes on with AwaitMessage is sent while
+// the connection waits for its next message, not with that message.
+func TestFaultPongOwedToAwaitMessage(t *testing.T) {
+	t.Parallel()
+	ours, peer := faultPair(t, "server")
+	large := make([]byte, 4<<20) // more than the socket buffers hold
+	written := faultGo(func() error { return ours.Write(context.Background(), websocket.MessageBinary, large) })
+	_ = peer.nc.SetReadDeadline(time.Now().Add(faultWait))
+	if _, err := peer.br.Peek(1); err != nil { // the writer is under way
+		t.Fatal(err)
+	}
+	peer.send(peer.frame(true, websocket.OpPing, []byte("are you there")))
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, _, err := ours.Read(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("read: %v, want its deadline", err)
+	}
+	if h, p, err := peer.readFrame(); err != nil || h.Opcode != websocket.OpBinary || len(p) != len(large) {
+		t.Fatalf("peer read %v of %d bytes, %v; want the large message", h.Opcode, len(p), err)
+	}
+	if err := faultAwait(t, written, "large write"); err != nil {
+		t.Fatal(err)
+	}
+	ours.SetReadDeadline(time.Time{}) // clears what the ended read left on the socket
+	read := faultAwaitReader(ours)
+	h, p, err := peer.readFrame()
+	if err != nil || h.Opcode != websocket.OpPong || string(p) != "are you there" {
+		t.Fatalf("peer read %v %q, %v; want the Pong it is owed", h.Opcode, p, err)
+	}
+	peer.send(peer.closeFrame(websocket.StatusNormalClosure, ""))
+	peer.nc.Close()
+	faultAwait(t, read, "read error")
+}

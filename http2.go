@@ -50,6 +50,11 @@ func acceptStream(w http.ResponseWriter, r *http.Request, subprotocol string, ex
 	}
 	_ = rc.SetWriteDeadline(time.Time{})
 	h := w.Header()
+	for k := range h {
+		if handshakeField(k) {
+			delete(h, k) // the handshake's own, as on HTTP/1.1
+		}
+	}
 	if subprotocol != "" {
 		h.Set("Sec-WebSocket-Protocol", subprotocol)
 	}

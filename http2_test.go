@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"testing"
 	"time"
 )
@@ -303,5 +304,38 @@ func TestHTTP2HandlerReturnClosesConn(t *testing.T) {
 	}
 	if _, _, err := server.Read(context.Background()); CloseStatus(err) != StatusAbnormalClosure {
 		t.Fatalf("read after the handler returned: %v, want 1006", err)
+	}
+}
+
+// A handler's own Sec-WebSocket- fields, Upgrade and Content-Length do not
+// reach the 200 response either: no Sec-WebSocket-Protocol when none was
+// chosen (§4.2.2), no Content-Length in a 2xx answer to CONNECT (RFC 9110
+// §9.3.6). The handler's other fields go out.
+func TestHTTP2AcceptKeepsTheHandshakeFields(t *testing.T) {
+	serverEnd, _ := tcpPair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &streamWriter{header: http.Header{
+		"Sec-Websocket-Protocol": {"chat"},
+		"Sec-Websocket-Accept":   {"bogus"},
+		"Content-Length":         {"5"},
+		"Upgrade":                {"h2c"},
+		"X-Handler":              {"kept"},
+	}, out: bufio.NewWriter(serverEnd), pipe: serverEnd}
+	c, err := Accept(w, connectRequest(ctx, serverEnd), &AcceptOptions{Subprotocols: []string{"chat"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	for k, want := range map[string][]string{
+		"Sec-Websocket-Protocol": nil, // the client offered none
+		"Sec-Websocket-Accept":   nil,
+		"Content-Length":         nil,
+		"Upgrade":                nil,
+		"X-Handler":              {"kept"},
+	} {
+		if got := w.header.Values(k); !slices.Equal(got, want) {
+			t.Errorf("%s: %q, want %q", k, got, want)
+		}
 	}
 }
