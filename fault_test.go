@@ -1936,43 +1936,47 @@ func TestFaultPongAfterOurClose(t *testing.T) {
 
 // A Ping read while another writer holds the connection (a large message to
 // a slow peer) gets its Pong even when the read's context ends first: the
-// Pong is owed, and the next read sends it before anything else (§5.5.2).
+// Pong is owed, and the next read sends it before anything else (§5.5.2);
+// with AwaitMessage, the wait for the next message does.
 func TestFaultPongOwedPastReadDeadline(t *testing.T) {
 	t.Parallel()
 	for _, role := range faultRoles {
-		t.Run(role, func(t *testing.T) {
-			ours, peer := faultPair(t, role)
-			// More than the socket buffers hold: the write waits for the
-			// peer to read.
-			large := make([]byte, 4<<20)
-			written := faultGo(func() error { return ours.Write(context.Background(), websocket.MessageBinary, large) })
-			_ = peer.nc.SetReadDeadline(time.Now().Add(faultWait))
-			if _, err := peer.br.Peek(1); err != nil { // the writer is under way
-				t.Fatal(err)
-			}
-			peer.send(peer.frame(true, websocket.OpPing, []byte("are you there")))
-			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-			defer cancel()
-			if _, _, err := ours.Read(ctx); !errors.Is(err, context.DeadlineExceeded) {
-				t.Fatalf("read: %v, want its deadline", err)
-			}
+		for _, reader := range faultReaders {
+			t.Run(faultName(role, reader.name), func(t *testing.T) {
+				ours, peer := faultPair(t, role)
+				// More than the socket buffers hold: the write waits
+				// for the peer to read.
+				large := make([]byte, 4<<20)
+				written := faultGo(func() error { return ours.Write(context.Background(), websocket.MessageBinary, large) })
+				_ = peer.nc.SetReadDeadline(time.Now().Add(faultWait))
+				if _, err := peer.br.Peek(1); err != nil { // the writer is under way
+					t.Fatal(err)
+				}
+				peer.send(peer.frame(true, websocket.OpPing, []byte("are you there")))
+				ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+				defer cancel()
+				if _, _, err := ours.Read(ctx); !errors.Is(err, context.DeadlineExceeded) {
+					t.Fatalf("read: %v, want its deadline", err)
+				}
 
-			h, p, err := peer.readFrame() // the large message, which frees the writer
-			if err != nil || h.Opcode != websocket.OpBinary || len(p) != len(large) {
-				t.Fatalf("peer read %v of %d bytes, %v; want the large message", h.Opcode, len(p), err)
-			}
-			if err := faultAwait(t, written, "large write"); err != nil {
-				t.Fatal(err)
-			}
-			read := faultReader(ours)
-			h, p, err = peer.readFrame()
-			if err != nil || h.Opcode != websocket.OpPong || string(p) != "are you there" {
-				t.Fatalf("peer read %v %q, %v; want the Pong it is owed", h.Opcode, p, err)
-			}
-			peer.send(peer.closeFrame(websocket.StatusNormalClosure, ""))
-			peer.nc.Close()
-			faultAwait(t, read, "read error")
-		})
+				h, p, err := peer.readFrame() // the large message, which frees the writer
+				if err != nil || h.Opcode != websocket.OpBinary || len(p) != len(large) {
+					t.Fatalf("peer read %v of %d bytes, %v; want the large message", h.Opcode, len(p), err)
+				}
+				if err := faultAwait(t, written, "large write"); err != nil {
+					t.Fatal(err)
+				}
+				ours.SetReadDeadline(time.Time{}) // clears what the ended read left on the socket
+				read := reader.start(ours)
+				h, p, err = peer.readFrame()
+				if err != nil || h.Opcode != websocket.OpPong || string(p) != "are you there" {
+					t.Fatalf("peer read %v %q, %v; want the Pong it is owed", h.Opcode, p, err)
+				}
+				peer.send(peer.closeFrame(websocket.StatusNormalClosure, ""))
+				peer.nc.Close()
+				faultAwait(t, read, "read error")
+			})
+		}
 	}
 }
 
@@ -2020,38 +2024,4 @@ func TestFaultRepliesPastADeadline(t *testing.T) {
 			})
 		}
 	}
-}
-
-// A Pong owed when the application goes on with AwaitMessage is sent while
-// the connection waits for its next message, not with that message.
-func TestFaultPongOwedToAwaitMessage(t *testing.T) {
-	t.Parallel()
-	ours, peer := faultPair(t, "server")
-	large := make([]byte, 4<<20) // more than the socket buffers hold
-	written := faultGo(func() error { return ours.Write(context.Background(), websocket.MessageBinary, large) })
-	_ = peer.nc.SetReadDeadline(time.Now().Add(faultWait))
-	if _, err := peer.br.Peek(1); err != nil { // the writer is under way
-		t.Fatal(err)
-	}
-	peer.send(peer.frame(true, websocket.OpPing, []byte("are you there")))
-	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
-	defer cancel()
-	if _, _, err := ours.Read(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("read: %v, want its deadline", err)
-	}
-	if h, p, err := peer.readFrame(); err != nil || h.Opcode != websocket.OpBinary || len(p) != len(large) {
-		t.Fatalf("peer read %v of %d bytes, %v; want the large message", h.Opcode, len(p), err)
-	}
-	if err := faultAwait(t, written, "large write"); err != nil {
-		t.Fatal(err)
-	}
-	ours.SetReadDeadline(time.Time{}) // clears what the ended read left on the socket
-	read := faultAwaitReader(ours)
-	h, p, err := peer.readFrame()
-	if err != nil || h.Opcode != websocket.OpPong || string(p) != "are you there" {
-		t.Fatalf("peer read %v %q, %v; want the Pong it is owed", h.Opcode, p, err)
-	}
-	peer.send(peer.closeFrame(websocket.StatusNormalClosure, ""))
-	peer.nc.Close()
-	faultAwait(t, read, "read error")
 }
