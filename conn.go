@@ -357,10 +357,10 @@ func (c *Conn) Read(ctx context.Context) (MessageType, []byte, error) {
 //
 // While it reads, Reader answers pings with pongs (one that waits behind
 // another writer for longer than ctx lasts is sent by the next read),
-// delivers pongs to [Conn.Ping], and answers the peer's Close frame, after which it returns a
-// [CloseError]. A protocol violation by the peer fails the connection with
-// the status §7.4.1 prescribes, and Reader returns an error saying what the
-// peer did.
+// delivers pongs to [Conn.Ping], and answers the peer's Close frame, after
+// which it returns a [CloseError]. A protocol violation by the peer fails
+// the connection with the status §7.4.1 prescribes, and Reader returns an
+// error saying what the peer did.
 func (c *Conn) Reader(ctx context.Context) (MessageType, io.Reader, error) {
 	// Waiting for the read lock ignores closure: its holder is doing I/O,
 	// which fails promptly once the connection closes.
