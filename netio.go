@@ -280,14 +280,18 @@ func (d *deadline) begin(ctx context.Context) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	t := d.user.Load()
+	at := fromUnixNano(t)
 	if dl, ok := ctx.Deadline(); ok && (t == 0 || unixNano(dl) < t) {
-		t = unixNano(dl)
+		// dl itself, not its wall-clock time, goes to the net.Conn: it
+		// keeps dl's monotonic reading, so the net.Conn times out when
+		// ctx does even if the wall clock is stepped meanwhile.
+		t, at = unixNano(dl), dl
 	}
 	if ctx.Err() != nil {
-		t = unixNano(aLongTimeAgo)
+		t, at = unixNano(aLongTimeAgo), aLongTimeAgo
 	}
 	if t != d.applied {
-		_ = d.set(fromUnixNano(t))
+		_ = d.set(at)
 		d.applied = t
 	}
 	d.armed = true
