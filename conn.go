@@ -875,9 +875,29 @@ func (c *Conn) writeFrameTo(h Header, payload []byte) (int, error) {
 func (c *Conn) writeInPlace(head, payload []byte) (int, error) {
 	c.iov = [2][]byte{head, payload}
 	c.iovBufs = c.iov[:]
-	n, err := c.iovBufs.WriteTo(c.nc)
+	n, err := writeVector(c.nc, &c.iovBufs)
 	c.iov = [2][]byte{}
 	return int(n), err
+}
+
+// writeVector writes bufs to nc, consuming them, with one writev where nc
+// is a socket. Where the race detector or a sanitizer watches, each buffer
+// goes in a Write of its own instead: the runtime's writev does not tell
+// them that the write happens before the peer's read (see detector_on.go).
+func writeVector(nc net.Conn, bufs *net.Buffers) (int64, error) {
+	if !instrumented {
+		return bufs.WriteTo(nc)
+	}
+	var n int64
+	for len(*bufs) > 0 {
+		m, err := nc.Write((*bufs)[0])
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+		*bufs = (*bufs)[1:]
+	}
+	return n, nil
 }
 
 // writeBufferSize is the size of the pooled buffers that frames are

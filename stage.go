@@ -79,7 +79,7 @@ func (c *Conn) writeStaged(head, payload []byte, masked bool, key uint32) (int, 
 		} else {
 			s.bufs = s.iov[:n]
 			var m64 int64
-			m64, err = s.bufs.WriteTo(c.nc)
+			m64, err = writeVector(c.nc, &s.bufs)
 			m, s.bufs = int(m64), nil
 		}
 		for i := range n {

@@ -249,3 +249,51 @@ func BenchmarkWriteLarge(b *testing.B) {
 		}
 	}
 }
+
+// handedOver is set by a goroutine before it sends a large message, and
+// read by the goroutine that receives the message.
+var handedOver int
+
+// Under the race detector, what a goroutine did before it wrote a large
+// message happens before what the peer does after reading it, however the
+// frame went out: in place, staged, or staged without waiting. The writes
+// must be the ones the detector watches (see detector_on.go), or a correct
+// program is reported racing.
+func TestLargeWriteOrdersWriterBeforeReader(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		server  bool
+		staging bool
+	}{
+		{"server in place", true, false},
+		{"server staged", true, true},
+		{"client staged", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			stageSlowWrites = tc.staging
+			defer func() { stageSlowWrites = true }()
+			a, b := tcpPair(t)
+			defer b.Close()
+			c := newConn(a, tc.server, nil, "", extensions{})
+			defer c.CloseNow()
+			payload := pageAligned(200_000)
+			wire := len(AppendHeader(nil, Header{Fin: true, Opcode: OpBinary, Length: int64(len(payload)), Masked: !tc.server})) + len(payload)
+			for i := 1; i <= 3; i++ {
+				done := make(chan error, 1)
+				go func() {
+					handedOver = i
+					done <- c.Write(context.Background(), MessageBinary, payload)
+				}()
+				if _, err := io.ReadFull(b, make([]byte, wire)); err != nil {
+					t.Fatal(err)
+				}
+				if handedOver != i {
+					t.Fatalf("message %d: the write before it was not seen after it", i)
+				}
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
