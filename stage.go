@@ -155,7 +155,7 @@ func pageOffset(p []byte) int {
 // puts the payload's destination 1 to 63 bytes past it (see the top of this
 // file).
 func slowInPlace(headerLen int, payload []byte) bool {
-	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" || !canWriteNow {
+	if runtime.GOOS != "linux" || runtime.GOARCH != "amd64" {
 		return false
 	}
 	distance := (headerLen - pageOffset(payload)) & (pageSize - 1)
