@@ -223,10 +223,13 @@ func (c *Conn) Close(code StatusCode, reason string) error {
 		}
 		return errCloseAgain
 	}
-	if err := c.writeClose(ctx, code, reason); err != nil {
+	if err := c.writeClose(ctx, code, reason); err != nil && !c.onlyReadsLeft() {
 		c.teardown()
 		return err
 	}
+	// Our Close frame is sent, or cannot be because the peer has closed
+	// the connection; then what it sent before is read all the same, up
+	// to its own Close frame if it sent one.
 	err := c.awaitPeerClose(ctx)
 	if err == nil && !c.server {
 		// Whichever goroutine read the server's answer lingers for the

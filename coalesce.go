@@ -135,7 +135,7 @@ func (c *Conn) sendBeforeWait() {
 	}
 	defer c.frameLock.unlock()
 	if err := c.sendHeldNow(); err != nil {
-		c.failWrites("could not send messages written earlier; connection closed", err)
+		c.failWrites("could not send messages written earlier", err)
 	}
 }
 
@@ -155,7 +155,7 @@ func (c *Conn) sendHeldLater() {
 	n, err := c.sendHeld()
 	c.writeDeadline.end()
 	if err != nil && (n > 0 || !isTimeout(err)) {
-		c.failWrites("could not send messages written earlier; connection closed", err)
+		c.failWrites("could not send messages written earlier", err)
 	}
 	// A timeout with nothing sent leaves the frames to the next write.
 }

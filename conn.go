@@ -60,7 +60,10 @@
 //
 // You must keep reading: pings are answered, pongs delivered and the peer's
 // Close frame seen only while a goroutine reads. An application that only
-// writes should still run a loop that reads and discards.
+// writes should still run a loop that reads and discards. When a write
+// fails because the peer has closed the connection, what the peer sent
+// before, its Close frame among it, is still read; the read that reaches
+// its end closes the connection.
 //
 // # Contexts and deadlines
 //
@@ -745,15 +748,38 @@ func (c *Conn) writeLockError(err error) error {
 	return err
 }
 
-// failWrites closes the connection after a write failed in a way that
-// leaves the stream broken, and makes every later write report why.
+// failWrites ends writing after a write failed in a way that leaves the
+// stream broken, and makes every later write report why. It closes the
+// connection, unless the write failed because the peer has closed it: what
+// the peer sent before, its Close frame perhaps among it, is then still in
+// the socket for readers (and Close) to take, and the read that finds the
+// end closes the connection.
 func (c *Conn) failWrites(msg string, cause error) error {
+	gone := peerGone(cause)
+	if !gone {
+		msg += "; connection closed"
+	}
 	err := &connError{code: StatusAbnormalClosure, msg: msg, cause: cause}
 	if !c.writeErr.CompareAndSwap(nil, err) {
 		err = c.writeErr.Load()
 	}
-	c.teardown()
+	if !gone {
+		c.teardown()
+	}
 	return err
+}
+
+// onlyReadsLeft reports whether writing ended because the peer closed the
+// connection, and what the peer sent before is still to be read (see
+// failWrites).
+func (c *Conn) onlyReadsLeft() bool {
+	select {
+	case <-c.closed:
+		return false
+	default:
+	}
+	err := c.writeErr.Load()
+	return err != nil && peerGone(err.cause)
 }
 
 var errWriteClosed = fmt.Errorf("websocket: write to a closed connection: %w", net.ErrClosed)
@@ -817,7 +843,10 @@ func (c *Conn) writeWire(ctx context.Context, h Header, payload, wire []byte) er
 		c.closeSent = c.closeSent && h.Opcode != OpClose
 		return err
 	}
-	return c.failWrites("write failed mid-frame; connection closed", err)
+	if n > 0 {
+		return c.failWrites("write failed mid-frame", err)
+	}
+	return c.failWrites("write failed", err)
 }
 
 // sendFrame sends the held frames, if any, and then the frame, and returns
@@ -1001,7 +1030,7 @@ func (w *messageWriter) flush(payload []byte, fin bool) error {
 // went wrong: the peer has the start of a message that can never end, or
 // will decompress with a window missing what was lost.
 func (c *Conn) breakWrites(what string, cause error) error {
-	return c.failWrites("could not send "+what+"; connection closed", cause)
+	return c.failWrites("could not send "+what, cause)
 }
 
 // Close sends what is buffered as the message's final frame and lets other

@@ -1208,6 +1208,96 @@ func TestFaultWriteAfterPeerGone(t *testing.T) {
 	}
 }
 
+// TestFaultPeerGoneLeavesWhatItSent: a peer sends messages, perhaps its
+// Close frame, and closes the TCP connection without waiting for our
+// answer. A write of ours then fails (the peer's kernel answers it with a
+// reset), but what the peer sent is in our socket all the same: a reader
+// still gets every message and then the peer's Close (§7.1.5 gives the
+// status the peer sent), or status 1006 if it sent none; a Close that
+// nobody reads for returns nil if the peer's Close came, and 1006 if not.
+func TestFaultPeerGoneLeavesWhatItSent(t *testing.T) {
+	t.Parallel()
+	type reader struct {
+		name  string
+		start func(*websocket.Conn) <-chan faultReadResult
+	}
+	readers := []reader{{"read", faultReader}, {"await", faultAwaitReader}, {"Close", nil}}
+	for _, role := range faultRoles {
+		for _, closes := range []bool{true, false} {
+			for _, r := range readers {
+				name := fmt.Sprintf("%s/peer's Close %v/%s", role, closes, r.name)
+				t.Run(name, func(t *testing.T) {
+					ours, peer := faultPair(t, role)
+					out := [][]byte{
+						peer.frame(true, websocket.OpText, []byte("one")),
+						peer.frame(true, websocket.OpText, []byte("two")),
+					}
+					if closes {
+						out = append(out, peer.closeFrame(websocket.StatusGoingAway, "bye"))
+					}
+					if err := peer.send(out...); err != nil {
+						t.Fatal(err)
+					}
+					peer.nc.Close()
+
+					// Write until the peer's reset makes a write fail.
+					deadline := time.Now().Add(5 * time.Second)
+					var err error
+					for err == nil {
+						if time.Now().After(deadline) {
+							t.Fatal("writes to a closed connection kept succeeding")
+						}
+						time.Sleep(time.Millisecond)
+						err = ours.Write(context.Background(), websocket.MessageText, []byte("x"))
+					}
+					if !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+						t.Fatalf("write: %v, want EPIPE or ECONNRESET", err)
+					}
+					if websocket.CloseStatus(err) != websocket.StatusAbnormalClosure {
+						t.Errorf("write: %v, want status 1006", err)
+					}
+
+					if r.start == nil {
+						err := faultAwait(t, faultGo(func() error {
+							return ours.Close(websocket.StatusNormalClosure, "")
+						}), "Close")
+						if closes && err != nil {
+							t.Errorf("Close: %v, want nil: the peer's Close came", err)
+						}
+						if !closes && websocket.CloseStatus(err) != websocket.StatusAbnormalClosure {
+							t.Errorf("Close: %v, want status 1006", err)
+						}
+					} else {
+						res := faultAwait(t, r.start(ours), "the reader's end")
+						if got := strings.Join(res.msgs, ","); got != "one,two" {
+							t.Errorf("read %q, want both messages the peer sent", got)
+						}
+						want := websocket.StatusAbnormalClosure
+						if closes {
+							want = websocket.StatusGoingAway
+						}
+						if websocket.CloseStatus(res.err) != want {
+							t.Errorf("read: %v, want status %v", res.err, want)
+						}
+					}
+					// The connection is over: writes keep failing
+					// as the first did, and Close fails at once.
+					start := time.Now()
+					if err := ours.Write(context.Background(), websocket.MessageText, []byte("late")); websocket.CloseStatus(err) != websocket.StatusAbnormalClosure {
+						t.Errorf("write at the end: %v, want status 1006", err)
+					}
+					if err := ours.Close(websocket.StatusNormalClosure, ""); err == nil {
+						t.Error("Close at the end succeeded")
+					}
+					if d := time.Since(start); d > time.Second {
+						t.Errorf("writing to and closing the ended connection took %v", d)
+					}
+				})
+			}
+		}
+	}
+}
+
 // TestFaultPongs: unsolicited, duplicate, stale and malformed pongs are
 // ignored (§5.5.3); they neither satisfy a Ping they do not answer nor
 // reach the reader as data, whether a Read loop or AwaitMessage reads.

@@ -7,6 +7,11 @@ import (
 	"syscall"
 )
 
+// peerGone reports whether a write failed because the peer has closed or
+// reset the connection. Here it cannot tell: a failed write closes the
+// connection at once.
+func peerGone(error) bool { return false }
+
 // canReadWhenReady says that readWhenReady does not work here: reads go
 // through the small buffer instead.
 const canReadWhenReady = false

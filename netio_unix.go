@@ -3,10 +3,17 @@
 package websocket
 
 import (
+	"errors"
 	"io"
 	"os"
 	"syscall"
 )
+
+// peerGone reports whether a write failed because the peer has closed or
+// reset the connection.
+func peerGone(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
+}
 
 // canReadWhenReady says that readWhenReady works here.
 const canReadWhenReady = true
