@@ -199,7 +199,7 @@ func (c *Conn) messageAhead() bool {
 				// Nothing to read; but a passed read deadline ends the
 				// wait, and the read f makes reports it.
 				dl := c.readDeadline.user.Load()
-				return dl != 0 && time.Now().UnixNano() >= dl
+				return dl != 0 && monoNow() >= dl
 			default:
 				_ = c.readError(ctx, err)
 				return true
@@ -246,7 +246,7 @@ func (c *Conn) watch(a *awaitState) bool {
 		return false
 	}
 	if dl := c.readDeadline.user.Load(); dl != 0 {
-		d := time.Until(time.Unix(0, dl))
+		d := time.Duration(dl - monoNow())
 		if a.timer == nil {
 			a.timer = time.AfterFunc(d, func() { c.wake(a) })
 		} else {

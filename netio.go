@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"os"
 	"sync"
@@ -207,24 +208,52 @@ func (b *readBuffer) drop() {
 	b.release()
 }
 
-// unixNano and fromUnixNano store a deadline in a word: the zero time,
-// meaning none, is 0. Deadlines before 1970 do not occur.
-func unixNano(t time.Time) int64 {
+// A deadline is kept in a word as nanoseconds since clockBase, by
+// monoNanos; 0 means none. clockBase has a monotonic clock reading, and so
+// has every time monoTime makes from such a word: a deadline follows the
+// monotonic clock, as the net.Conn's own do, and a wall clock stepped
+// meanwhile does not move it.
+var clockBase = time.Now()
+
+// monoNanos returns t as nanoseconds since clockBase, or 0 for the zero
+// time. A time without a monotonic reading (from time.Unix, say) is placed
+// by the wall clock as it is now, as net.Conn.SetDeadline places it.
+func monoNanos(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
-	return t.UnixNano()
+	var ns time.Duration
+	if t != t.Round(0) { // it has a monotonic reading
+		ns = t.Sub(clockBase)
+	} else {
+		now := time.Now()
+		ns = t.Sub(now) // saturates, far from the present
+		if up := now.Sub(clockBase); ns <= math.MaxInt64-up {
+			ns += up
+		}
+	}
+	if ns == 0 {
+		return -1 // clockBase itself, long past
+	}
+	return int64(ns)
 }
 
-func fromUnixNano(ns int64) time.Time {
+// monoTime returns the time that monoNanos returned ns for.
+func monoTime(ns int64) time.Time {
 	if ns == 0 {
 		return time.Time{}
 	}
-	return time.Unix(0, ns)
+	return clockBase.Add(time.Duration(ns))
 }
 
+// monoNow returns the time now as monoNanos does.
+func monoNow() int64 { return int64(time.Since(clockBase)) }
+
 // aLongTimeAgo is a deadline in the past, which unblocks I/O at once.
-var aLongTimeAgo = time.Unix(1, 0)
+var (
+	aLongTimeAgo      = time.Unix(1, 0)
+	aLongTimeAgoNanos = monoNanos(aLongTimeAgo)
+)
 
 // deadline combines a deadline the caller set on the Conn with the contexts
 // of individual operations, for one direction of the net.Conn. An operation
@@ -245,8 +274,8 @@ type deadline struct {
 	mu      sync.Mutex
 	armed   bool         // an operation is under way
 	closed  bool         // release was called: register nothing more
-	user    atomic.Int64 // from SetReadDeadline or SetWriteDeadline, as unixNano; written under mu
-	applied int64        // what the net.Conn has now, as unixNano
+	user    atomic.Int64 // from SetReadDeadline or SetWriteDeadline, as monoNanos; written under mu
+	applied int64        // what the net.Conn has now, as monoNanos
 
 	done  <-chan struct{} // the Done channel watched, or nil
 	stop  func() bool     // stops watching it
@@ -267,8 +296,8 @@ func (d *deadline) set(t time.Time) error {
 func (d *deadline) setUser(t time.Time) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.user.Store(unixNano(t))
-	d.applied = unixNano(t)
+	d.user.Store(monoNanos(t))
+	d.applied = d.user.Load()
 	return d.set(t)
 }
 
@@ -280,18 +309,16 @@ func (d *deadline) begin(ctx context.Context) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	t := d.user.Load()
-	at := fromUnixNano(t)
-	if dl, ok := ctx.Deadline(); ok && (t == 0 || unixNano(dl) < t) {
-		// dl itself, not its wall-clock time, goes to the net.Conn: it
-		// keeps dl's monotonic reading, so the net.Conn times out when
-		// ctx does even if the wall clock is stepped meanwhile.
-		t, at = unixNano(dl), dl
+	if dl, ok := ctx.Deadline(); ok {
+		if ns := monoNanos(dl); t == 0 || ns < t {
+			t = ns
+		}
 	}
 	if ctx.Err() != nil {
-		t, at = unixNano(aLongTimeAgo), aLongTimeAgo
+		t = aLongTimeAgoNanos
 	}
 	if t != d.applied {
-		_ = d.set(at)
+		_ = d.set(monoTime(t))
 		d.applied = t
 	}
 	d.armed = true
@@ -319,7 +346,7 @@ func (d *deadline) cancelled(watch uint64) {
 	defer d.mu.Unlock()
 	if d.armed && d.watch == watch {
 		_ = d.set(aLongTimeAgo)
-		d.applied = unixNano(aLongTimeAgo)
+		d.applied = aLongTimeAgoNanos
 	}
 }
 
@@ -339,7 +366,7 @@ func (d *deadline) expired(ctx context.Context) error {
 	if ok && !now.Before(dl) {
 		return context.DeadlineExceeded
 	}
-	if ns != 0 && now.UnixNano() >= ns {
+	if ns != 0 && int64(now.Sub(clockBase)) >= ns {
 		return os.ErrDeadlineExceeded
 	}
 	return nil
@@ -351,7 +378,7 @@ func (d *deadline) beginUser() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if t := d.user.Load(); t != d.applied {
-		_ = d.set(fromUnixNano(t))
+		_ = d.set(monoTime(t))
 		d.applied = t
 	}
 }
