@@ -198,10 +198,11 @@ const (
 // A data message that arrives is left for a moment for the application's
 // read loop, if it is between two reads, to take; if nobody takes it, Close
 // discards it and every message after it until the peer's Close frame. It
-// returns nil when the handshake completed, and an error saying what went
-// wrong otherwise (for a peer that went away without answering, one whose
-// [CloseStatus] is [StatusAbnormalClosure]); the connection is closed either
-// way.
+// returns nil when the handshake completed (or the peer sent its Close
+// frame and closed the connection before ours could reach it), and an
+// error saying what went wrong otherwise (for a peer that went away
+// without answering, one whose [CloseStatus] is [StatusAbnormalClosure]);
+// the connection is closed either way.
 //
 // Calling Close again while a Close is under way waits for that one to
 // finish, without cutting its handshake short, and returns an error

@@ -61,9 +61,9 @@
 // You must keep reading: pings are answered, pongs delivered and the peer's
 // Close frame seen only while a goroutine reads. An application that only
 // writes should still run a loop that reads and discards. When a write
-// fails because the peer has closed the connection, what the peer sent
-// before, its Close frame among it, is still read; the read that reaches
-// its end closes the connection.
+// fails because the peer has closed the connection (on Unix, where the
+// error says so), what the peer sent before, its Close frame among it, is
+// still read; the read that reaches its end closes the connection.
 //
 // # Contexts and deadlines
 //
@@ -176,7 +176,8 @@ type Conn struct {
 	msgLock       chanLock
 	frameLock     chanLock
 	writeDeadline deadline
-	writeErr      atomic.Pointer[connError] // why writing ended, when a write failed
+	writeErr      atomic.Pointer[connError]  // why writing ended, when a write failed
+	orphaned      atomic.Pointer[time.Timer] // closes the connection should nobody read after the peer left (failWrites)
 	writer        messageWriter
 	iov           [2][]byte   // header and payload of a frame written in place
 	iovBufs       net.Buffers // iov as net.Buffers; a field, so WriteTo's pointer does not escape
@@ -320,6 +321,9 @@ func (c *Conn) teardown() {
 			c.wake(a) // an application awaiting a message reads the news
 		}
 		c.stopKeepAlive()
+		if t := c.orphaned.Load(); t != nil {
+			t.Stop() // a timer holds the Conn
+		}
 		c.readDeadline.release()
 		c.writeDeadline.release()
 		if f := c.afterClose.Load(); f != nil {
@@ -753,7 +757,9 @@ func (c *Conn) writeLockError(err error) error {
 // connection, unless the write failed because the peer has closed it: what
 // the peer sent before, its Close frame perhaps among it, is then still in
 // the socket for readers (and Close) to take, and the read that finds the
-// end closes the connection.
+// end closes the connection. Should nobody read (an application that stops
+// at a failed write, say), the connection closes when a closing handshake
+// would have timed out.
 func (c *Conn) failWrites(msg string, cause error) error {
 	gone := peerGone(cause)
 	if !gone {
@@ -761,10 +767,17 @@ func (c *Conn) failWrites(msg string, cause error) error {
 	}
 	err := &connError{code: StatusAbnormalClosure, msg: msg, cause: cause}
 	if !c.writeErr.CompareAndSwap(nil, err) {
-		err = c.writeErr.Load()
+		return c.writeErr.Load()
 	}
 	if !gone {
 		c.teardown()
+		return err
+	}
+	c.orphaned.Store(time.AfterFunc(closeHandshakeTimeout, c.teardown))
+	select {
+	case <-c.closed:
+		c.orphaned.Load().Stop() // teardown came first, and found no timer
+	default:
 	}
 	return err
 }

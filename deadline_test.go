@@ -21,6 +21,21 @@ func (r *deadlineRecorder) SetReadDeadline(t time.Time) error {
 
 func (r *deadlineRecorder) last() time.Time { return r.set[len(r.set)-1] }
 
+// recordedReadDeadline returns a read deadline for a net.Conn that records
+// the deadlines set on it.
+func recordedReadDeadline(t *testing.T) (*deadline, *deadlineRecorder) {
+	a, b := net.Pipe()
+	rec := &deadlineRecorder{Conn: a}
+	d := new(deadline)
+	d.init(rec, false)
+	t.Cleanup(func() {
+		d.release()
+		a.Close()
+		b.Close()
+	})
+	return d, rec
+}
+
 // monotonic reports whether t has a monotonic clock reading.
 func monotonic(t time.Time) bool { return strings.Contains(t.String(), " m=") }
 
@@ -33,13 +48,7 @@ func monotonic(t time.Time) bool { return strings.Contains(t.String(), " m=") }
 // context.DeadlineExceeded was due. (TestSoak failed so, once, on a freshly
 // booted CI machine.)
 func TestDeadlinesFollowTheMonotonicClock(t *testing.T) {
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	rec := &deadlineRecorder{Conn: a}
-	var d deadline
-	d.init(rec, false)
-	defer d.release()
+	d, rec := recordedReadDeadline(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
 	defer cancel()
@@ -103,5 +112,48 @@ func TestMonoNanosSaturates(t *testing.T) {
 	}
 	if monoNanos(time.Time{}) != 0 {
 		t.Error("the zero time does not mean no deadline")
+	}
+}
+
+// A context deadline without a monotonic reading (from time.Unix, or made
+// with UTC) converts a few nanoseconds apart each time; operations under
+// the same such context still leave the net.Conn's deadline alone, as they
+// do for one with a monotonic reading.
+func TestWallClockDeadlineIsSetOnce(t *testing.T) {
+	d, rec := recordedReadDeadline(t)
+	for _, dl := range []time.Time{
+		time.Now().Add(time.Hour),
+		time.Now().Add(time.Hour).UTC(),
+	} {
+		ctx, cancel := context.WithDeadline(context.Background(), dl)
+		before := len(rec.set)
+		for i := 0; i < 1000; i++ {
+			d.begin(ctx)
+			d.end()
+		}
+		cancel()
+		// Each new highest conversion moves the deadline on by a few
+		// nanoseconds: a handful in a thousand.
+		if n := len(rec.set) - before; n > 50 {
+			t.Errorf("deadline %v: set %d times in 1000 operations", dl, n)
+		}
+		if got := rec.last(); got.Before(dl) || got.Sub(dl) > time.Millisecond {
+			t.Errorf("net.Conn's deadline %v, want %v", got, dl)
+		}
+	}
+}
+
+// A time made from a stored deadline reads, on the wall clock, as the time
+// stored.
+func TestMonoTimeReadsOnTheWallClock(t *testing.T) {
+	for _, want := range []time.Time{
+		time.Now().Add(time.Minute),
+		time.Unix(0, time.Now().Add(-time.Minute).UnixNano()),
+		aLongTimeAgo,
+	} {
+		got := monoTime(monoNanos(want)).Round(0)
+		if got.Sub(want).Abs() > time.Millisecond {
+			t.Errorf("monoTime(monoNanos(%v)) = %v on the wall clock", want, got)
+		}
 	}
 }

@@ -60,7 +60,10 @@ func (c *Conn) keepAlivePing() {
 	err := c.writeControl(ctx, OpPing, nil)
 	cancel()
 	switch {
-	case err == nil:
+	case err == nil || c.onlyReadsLeft():
+		// A ping that the peer's leaving stopped is treated as sent:
+		// no pong will come, so the check closes the connection unless
+		// a reader, finding the end of what the peer sent, does first.
 		ka.schedule(timeout, c.keepAliveCheck)
 	case isTimeout(err):
 		// The ping could not even be sent within the timeout (a write

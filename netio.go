@@ -238,12 +238,36 @@ func monoNanos(t time.Time) int64 {
 	return int64(ns)
 }
 
-// monoTime returns the time that monoNanos returned ns for.
+// monoTime returns the time that monoNanos returned ns for. Its wall-clock
+// reading is taken from the wall clock as it is now, for a net.Conn that
+// goes by that.
 func monoTime(ns int64) time.Time {
 	if ns == 0 {
 		return time.Time{}
 	}
-	return clockBase.Add(time.Duration(ns))
+	now := time.Now()
+	d := time.Duration(ns) - now.Sub(clockBase)
+	if d > time.Duration(ns) {
+		d = math.MinInt64 // wrapped around, far in the past
+	}
+	return now.Add(d)
+}
+
+// covers reports whether the deadline a, applied to the net.Conn, can stand
+// for the deadline t: both are none, or a is at most a microsecond later.
+// The same time without a monotonic reading converts a few nanoseconds
+// apart each time (monoNanos reads two clocks), and resetting the
+// net.Conn's deadline for that would cost most operations under such a
+// context a timer update. Never earlier: the net.Conn must not time out
+// before t.
+func covers(a, t int64) bool {
+	if a == t {
+		return true
+	}
+	if a == 0 || t == 0 || (a < 0) != (t < 0) {
+		return false
+	}
+	return a > t && a-t < int64(time.Microsecond)
 }
 
 // monoNow returns the time now as monoNanos does.
@@ -317,7 +341,7 @@ func (d *deadline) begin(ctx context.Context) {
 	if ctx.Err() != nil {
 		t = aLongTimeAgoNanos
 	}
-	if t != d.applied {
+	if !covers(d.applied, t) {
 		_ = d.set(monoTime(t))
 		d.applied = t
 	}

@@ -8,6 +8,7 @@ package websocket
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"math/rand"
 	"net"
@@ -230,5 +231,38 @@ func TestSocketOrdersWriterBeforeReader(t *testing.T) {
 	}
 	if writtenBeforeSend != 42 {
 		t.Fatal("the write before the frame's end was not seen after it")
+	}
+}
+
+// A write that fails because the peer reset the connection leaves what the
+// peer sent for readers (TestFaultPeerGoneLeavesWhatItSent); but where
+// nobody reads any more (an AwaitMessage function that returns at a failed
+// write, say) the connection still closes: with keepalive on, when its
+// check finds no pong; without, when a closing handshake would have timed
+// out.
+func TestPeerGoneWithoutReaderCloses(t *testing.T) {
+	t.Parallel()
+	for _, keepAlive := range []bool{true, false} {
+		t.Run(fmt.Sprint("keepalive=", keepAlive), func(t *testing.T) {
+			t.Parallel()
+			a, b := tcpPair(t)
+			c := newConn(a, true, nil, "", extensions{})
+			defer c.CloseNow()
+			b.(*net.TCPConn).SetLinger(0)
+			b.Close()
+			time.Sleep(20 * time.Millisecond) // for the reset to arrive
+			within := closeHandshakeTimeout
+			if keepAlive {
+				within = 100 * time.Millisecond
+				c.SetKeepAlive(within, within)
+			} else if err := c.Write(context.Background(), MessageText, []byte("x")); !peerGone(err) {
+				t.Fatalf("write: %v, want it to fail for the reset", err)
+			}
+			select {
+			case <-c.closed:
+			case <-time.After(within + 2*time.Second):
+				t.Fatalf("connection still open %v after the write failed", within+2*time.Second)
+			}
+		})
 	}
 }
