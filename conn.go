@@ -321,6 +321,7 @@ func (c *Conn) teardown() {
 			c.wake(a) // an application awaiting a message reads the news
 		}
 		c.stopKeepAlive()
+		c.releaseMemory()
 		if t := c.orphaned.Load(); t != nil {
 			t.Stop() // a timer holds the Conn
 		}
@@ -641,7 +642,7 @@ func (c *Conn) readError(ctx context.Context, err error) error {
 	if lost {
 		c.readLost.Store(cerr) // before teardown, for a Close waiting on c.closed
 	}
-	c.in.drop()
+	c.endReads()
 	c.teardown()
 	return cerr
 }
@@ -780,6 +781,42 @@ func (c *Conn) failWrites(msg string, cause error) error {
 	default:
 	}
 	return err
+}
+
+// releaseMemory gives what the Conn keeps for reading and writing messages
+// back to the pools as the connection closes, rather than when the
+// application lets go of the Conn: the read buffer, and with permessage-
+// deflate the compressor and window that context takeover keeps (over a
+// MiB). A reader or writer at work holds its lock and lets go of what it
+// uses itself as it finds the connection closed; what is buffered is
+// dropped, as nothing can answer it now.
+func (c *Conn) releaseMemory() {
+	if c.readLock.tryLock() {
+		// No read is under way, so the inflater is not in use.
+		c.in.drop()
+		if c.flate != nil {
+			c.flate.releaseReader(true)
+		}
+		c.readLock.unlock()
+	}
+	if c.flate != nil {
+		c.noCompress.Store(true) // a write from now on fails uncompressed
+		if c.msgLock.tryLock() {
+			c.flate.releaseWriter(c.ext.deflate)
+			c.msgLock.unlock()
+		}
+	}
+}
+
+// endReads lets go of what reading keeps: the read buffer and, with
+// permessage-deflate, the inflater and the window. It is for a reader that
+// will read no more, and forgets what is buffered. The caller holds the
+// read lock, and may be inside the inflater.
+func (c *Conn) endReads() {
+	c.in.drop()
+	if c.flate != nil {
+		c.flate.releaseReader(false)
+	}
 }
 
 // onlyReadsLeft reports whether writing ended because the peer closed the

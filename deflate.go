@@ -351,7 +351,9 @@ func (f *flateState) begin(p *deflateParams, stream *messageWriter) *flate.Write
 	f.sink = deflateSink{pooled: bp, buf: (*bp)[:0], stream: stream}
 	if p.compressTakeover {
 		if f.fw == nil {
-			f.fw, _ = flate.NewWriter(&f.sink, p.level)
+			// Kept for the connection's life, and pooled after it
+			// (releaseWriter): Reset makes a used one as good as new.
+			f.fw = getFlateWriter(p.level, &f.sink)
 		}
 		return f.fw
 	}
@@ -382,6 +384,29 @@ func (f *flateState) finish(p *deflateParams, fw *flate.Writer) ([]byte, error) 
 		b = append(b, 0x00)
 	}
 	return b, nil
+}
+
+// releaseWriter gives the compressor that context takeover keeps back to
+// the pool, once the connection has closed. The caller holds the message
+// lock.
+func (f *flateState) releaseWriter(p *deflateParams) {
+	if f.fw != nil {
+		putFlateWriter(p.level, f.fw)
+		f.fw = nil
+	}
+}
+
+// releaseReader lets go of the inflater and the window of what was read,
+// once reading has ended. The inflater goes back to the pool only if
+// pool: a read that fails inside the inflater (the connection lost under
+// it, say) ends reading while the inflater is still in use up the stack,
+// and then leaves it to the collector. The caller holds the read lock.
+func (f *flateState) releaseReader(pool bool) {
+	if f.inf != nil && pool {
+		putInflater(f.inf)
+	}
+	f.inf = nil
+	f.window = nil
 }
 
 // end returns the sink's buffer to the pool.
@@ -607,7 +632,7 @@ func (c *Conn) inflate(ctx context.Context, p []byte) (int, error) {
 	src := &f.inf.src
 	src.ctx = ctx
 	n, err := f.inf.fr.Read(p)
-	if takeover && n > 0 {
+	if takeover && n > 0 && c.rd.err == nil {
 		f.remember(p[:n])
 	}
 	if err == io.EOF {

@@ -600,3 +600,42 @@ func TestHuffmanCodesAreOptimal(t *testing.T) {
 		}
 	}
 }
+
+// A closed connection keeps no memory for messages: the read buffer, and
+// the compressor and window that context takeover keeps (over a MiB), go
+// back to the pools as it closes, not when the application lets go of it.
+func TestClosedConnLetsGoOfItsMemory(t *testing.T) {
+	p := &deflateParams{compressTakeover: true, inflateTakeover: true, level: 1}
+	server, client := pipePair(t, extensions{p}, extensions{p})
+	ctx := context.Background()
+	msg := bytes.Repeat([]byte("a message with context takeover "), 100)
+	for _, c := range []*Conn{client, server} {
+		if err := c.Write(ctx, MessageBinary, msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []*Conn{server, client} {
+		if _, _, err := c.Read(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if c.flate.fw == nil || c.flate.window == nil {
+			t.Fatal("no compressor or window kept while open: the test tests nothing")
+		}
+	}
+	server.CloseNow()
+	if err := client.Close(StatusNormalClosure, ""); err == nil {
+		t.Error("Close of a connection the peer dropped succeeded")
+	}
+	for _, c := range []*Conn{server, client} {
+		if c.in.big != nil || c.flate.fw != nil || c.flate.window != nil || c.flate.inf != nil {
+			t.Errorf("server %v: closed, still holds read buffer %v, compressor %v, window %v, inflater %v",
+				c.server, c.in.big != nil, c.flate.fw != nil, c.flate.window != nil, c.flate.inf != nil)
+		}
+		if err := c.Write(ctx, MessageBinary, msg); err == nil {
+			t.Errorf("server %v: write after close succeeded", c.server)
+		}
+		if c.flate.fw != nil {
+			t.Errorf("server %v: a write after close made a compressor", c.server)
+		}
+	}
+}
