@@ -393,7 +393,7 @@ func (c *Conn) handleClose(ctx context.Context, payload []byte) error {
 		c.sendClose(ce.Code, "")
 	}
 	c.rd.err = ce
-	c.endReads() // the read side is over; payload is not used from here on
+	c.endReads(false) // the read side is over; payload is not used from here on
 	c.closeReceivedOnce.Do(func() { close(c.closeReceived) })
 	if c.server {
 		c.teardown()
@@ -444,6 +444,6 @@ func (c *Conn) linger() {
 	}
 	_ = c.nc.SetReadDeadline(time.Now().Add(closeLingerTimeout))
 	c.in.discardAll()
-	c.endReads()
+	c.endReads(false)
 	c.teardown()
 }

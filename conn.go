@@ -621,28 +621,19 @@ func (c *Conn) readError(ctx context.Context, err error) error {
 		// intact.
 		return contextError(ctx, err)
 	}
-	lost := true
-	msg := "connection lost"
+	var cerr *connError
 	select {
 	case <-c.closed:
-		lost = false
-		msg = "connection closed"
-		err = net.ErrClosed
-		if kerr := c.keepAliveError(); kerr != nil {
-			msg = "connection closed by keepalive"
-			err = kerr
-		}
+		cerr = c.closedError()
 	default:
-	}
-	if err == io.EOF {
-		err = io.ErrUnexpectedEOF
-	}
-	cerr := &connError{code: StatusAbnormalClosure, msg: msg, cause: err}
-	c.rd.err = cerr
-	if lost {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		cerr = &connError{code: StatusAbnormalClosure, msg: "connection lost", cause: err}
 		c.readLost.Store(cerr) // before teardown, for a Close waiting on c.closed
 	}
-	c.endReads()
+	c.rd.err = cerr
+	c.endReads(false)
 	c.teardown()
 	return cerr
 }
@@ -792,31 +783,41 @@ func (c *Conn) failWrites(msg string, cause error) error {
 // dropped, as nothing can answer it now.
 func (c *Conn) releaseMemory() {
 	if c.readLock.tryLock() {
-		// No read is under way, so the inflater is not in use.
-		c.in.drop()
-		if c.flate != nil {
-			c.flate.releaseReader(true)
+		// No read call is under way, though a reader may be in the
+		// middle of a message: reading ends here, or it would go on
+		// from wherever the net.Conn stands past what is dropped.
+		if c.rd.err == nil {
+			c.rd.err = c.closedError()
 		}
+		c.endReads(true) // no read call is in the inflater
 		c.readLock.unlock()
 	}
-	if c.flate != nil {
-		c.noCompress.Store(true) // a write from now on fails uncompressed
-		if c.msgLock.tryLock() {
-			c.flate.releaseWriter(c.ext.deflate)
-			c.msgLock.unlock()
-		}
+	if c.flate != nil && c.msgLock.tryLock() {
+		c.flate.releaseWriter(c.ext.deflate) // writes from now on do not compress
+		c.msgLock.unlock()
 	}
 }
 
-// endReads lets go of what reading keeps: the read buffer and, with
-// permessage-deflate, the inflater and the window. It is for a reader that
-// will read no more, and forgets what is buffered. The caller holds the
-// read lock, and may be inside the inflater.
-func (c *Conn) endReads() {
+// endReads ends reading once rd.err is set, letting go of what reading
+// keeps: what is buffered, the read buffer and, with permessage-deflate,
+// the inflater and the window. The inflater goes back to its pool only if
+// pool: a caller inside it (a read that failed under it) leaves it to the
+// collector. The caller holds the read lock.
+func (c *Conn) endReads(pool bool) {
+	c.rd.inMessage, c.rd.held = false, false // every read reports rd.err now
 	c.in.drop()
 	if c.flate != nil {
-		c.flate.releaseReader(false)
+		c.flate.releaseReader(pool)
 	}
+}
+
+// closedError is what reads report once the connection was closed on our
+// side.
+func (c *Conn) closedError() *connError {
+	if kerr := c.keepAliveError(); kerr != nil {
+		return &connError{code: StatusAbnormalClosure, msg: "connection closed by keepalive", cause: kerr}
+	}
+	return &connError{code: StatusAbnormalClosure, msg: "connection closed", cause: net.ErrClosed}
 }
 
 // onlyReadsLeft reports whether writing ended because the peer closed the

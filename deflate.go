@@ -311,7 +311,17 @@ func putFlateWriter(level int, fw *flate.Writer) {
 // is to be compressed.
 func (c *Conn) compressing(n int) bool {
 	p := c.ext.deflate
-	return p != nil && !c.noCompress.Load() && (n < 0 || n >= p.threshold)
+	if p == nil || c.noCompress.Load() || (n >= 0 && n < p.threshold) {
+		return false
+	}
+	select {
+	case <-c.closed:
+		// The write can only fail, and with context takeover would
+		// first take a compressor that the closed Conn then kept.
+		return false
+	default:
+		return true
+	}
 }
 
 // SetCompression turns compression of the messages written from now on off
@@ -397,10 +407,8 @@ func (f *flateState) releaseWriter(p *deflateParams) {
 }
 
 // releaseReader lets go of the inflater and the window of what was read,
-// once reading has ended. The inflater goes back to the pool only if
-// pool: a read that fails inside the inflater (the connection lost under
-// it, say) ends reading while the inflater is still in use up the stack,
-// and then leaves it to the collector. The caller holds the read lock.
+// once reading has ended (see Conn.endReads). The inflater goes back to
+// its pool only if pool. The caller holds the read lock.
 func (f *flateState) releaseReader(pool bool) {
 	if f.inf != nil && pool {
 		putInflater(f.inf)

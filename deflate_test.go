@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -637,5 +638,95 @@ func TestClosedConnLetsGoOfItsMemory(t *testing.T) {
 		if c.flate.fw != nil {
 			t.Errorf("server %v: a write after close made a compressor", c.server)
 		}
+	}
+}
+
+// A connection closed while its reader is in the middle of a message (the
+// application's CloseNow between two reads; keepalive, the end of an
+// HTTP/2 request or an orphaned peer do the same) ends that read too: the
+// rest of the message reads as the closed connection, never as bytes from
+// further on in the stream under a clean io.EOF (over TLS, whose Conn keeps
+// what it decrypted), nor as the peer's invalid deflate data (a fresh
+// inflater given the middle of a stream).
+func TestCloseMidMessageEndsTheRead(t *testing.T) {
+	takeover := &deflateParams{compressTakeover: true, inflateTakeover: true, level: 1}
+	plain := &deflateParams{level: 1}
+	cert, pool := SelfSignedCert(t, "duplex close test")
+	for _, tc := range []struct {
+		name string
+		ext  extensions
+		tls  bool
+	}{
+		{"compressed", extensions{plain}, false},
+		{"compressed with takeover", extensions{takeover}, false},
+		{"TLS", extensions{}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := tcpPair(t)
+			if tc.tls {
+				ta := tls.Server(a, &tls.Config{Certificates: []tls.Certificate{cert}})
+				tb := tls.Client(b, &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"})
+				handshake := make(chan error, 1)
+				go func() { handshake <- ta.Handshake() }()
+				if err := tb.Handshake(); err != nil {
+					t.Fatal(err)
+				}
+				if err := <-handshake; err != nil {
+					t.Fatal(err)
+				}
+				a, b = ta, tb
+			}
+			server := newConn(a, true, nil, "", tc.ext)
+			client := newConn(b, false, nil, "", tc.ext)
+			defer server.CloseNow()
+			defer client.CloseNow()
+			ctx := context.Background()
+			// 64 KiB that compresses to a few hundred bytes; over TLS
+			// 200 bytes, so that tls.Conn decrypts both messages at once.
+			msg := bytes.Repeat([]byte("0123456789abcdef"), 1<<12)
+			if tc.tls {
+				msg = msg[:200]
+			}
+			for range 2 {
+				if err := server.Write(ctx, MessageBinary, msg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, r, err := client.Reader(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := make([]byte, 10)
+			if _, err := io.ReadFull(r, first); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(20 * time.Millisecond) // everything in the client's socket
+			client.CloseNow()
+			rest, err := io.ReadAll(r)
+			if !errors.Is(err, net.ErrClosed) || CloseStatus(err) != StatusAbnormalClosure {
+				t.Errorf("the rest of the message: %d bytes, %v; want the closed connection (1006)", len(rest), err)
+			}
+			if _, _, err := client.Read(ctx); !errors.Is(err, net.ErrClosed) {
+				t.Errorf("next message: %v, want the closed connection", err)
+			}
+			if client.in.big != nil || (client.flate != nil && client.flate.inf != nil) {
+				t.Error("reads after the close took pooled memory back")
+			}
+		})
+	}
+}
+
+// Turning compression back on after the close takes no compressor for the
+// closed Conn to keep.
+func TestSetCompressionAfterClose(t *testing.T) {
+	p := &deflateParams{compressTakeover: true, inflateTakeover: true, level: 1}
+	server, _ := pipePair(t, extensions{p}, extensions{p})
+	server.CloseNow()
+	server.SetCompression(true)
+	if err := server.Write(context.Background(), MessageBinary, bytes.Repeat([]byte("x"), 1000)); err == nil {
+		t.Error("write after close succeeded")
+	}
+	if server.flate.fw != nil {
+		t.Error("a closed Conn holds a compressor again")
 	}
 }
