@@ -201,7 +201,7 @@ var writtenBeforeSend int
 // Under the race detector, what a goroutine did before writing to a socket
 // happens before what the reader does after reading it, however the frame's
 // end is read: the reads must be the ones the detector watches (see
-// readv_other.go), or a correct program is reported racing.
+// readInto), or a correct program is reported racing.
 func TestSocketOrdersWriterBeforeReader(t *testing.T) {
 	a, b := unixPair(t)
 	server := newConn(a, true, nil, "", extensions{})
